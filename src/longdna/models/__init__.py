@@ -1,0 +1,108 @@
+"""The model zoo behind one interface.
+
+>>> from longdna.models import build_model
+>>> model = build_model("hyenadna", preset="tiny-1k")
+>>> logits = model(input_ids)            # (B, L, 12)
+>>> hidden = model.embed(input_ids)      # (B, L, hidden_size)
+
+Checkpoints are a directory with ``model.safetensors`` and ``config.json`` (see ``docs/formats.md``):
+:func:`save_pretrained` writes one, :func:`load_pretrained` reads it back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_model, save_model
+
+from longdna import __version__, vocab
+from longdna.io import atomic_path, read_json, write_json
+from longdna.models.base import DNALanguageModel, config_from_dict, pool
+from longdna.models.heads import SequenceClassifier
+
+#: architecture name -> "module:class"; modules are imported on first use
+ARCHITECTURES: dict[str, str] = {
+    "hyenadna": "longdna.models.hyenadna:HyenaDNA",
+    "caduceus": "longdna.models.caduceus:Caduceus",
+    "mamba": "longdna.models.mamba:Mamba",
+    "hawk": "longdna.models.hawk:Hawk",
+    "transformer": "longdna.models.transformer:Transformer",
+}
+
+CHECKPOINT_FORMAT = 1
+
+
+def model_class(arch: str) -> type[DNALanguageModel]:
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
+    module, name = ARCHITECTURES[arch].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def presets(arch: str) -> dict[str, dict[str, Any]]:
+    """Named released-size configurations of an architecture."""
+    return dict(getattr(importlib.import_module(model_class(arch).__module__), "PRESETS", {}))
+
+
+def build_config(arch: str, preset: str | None = None, **overrides: Any) -> Any:
+    """The architecture's config dataclass from an optional preset plus keyword overrides."""
+    values: dict[str, Any] = {}
+    if preset is not None:
+        known = presets(arch)
+        if preset not in known:
+            raise ValueError(f"{arch}: unknown preset {preset!r}; choose one of {sorted(known)}")
+        values.update(known[preset])
+    values.update(overrides)
+    return config_from_dict(model_class(arch).config_class, values, where=f"{arch} config")
+
+
+def build_model(name: str, preset: str | None = None, **config: Any) -> DNALanguageModel:
+    """Build architecture ``name`` (``hyenadna``, ``caduceus``, ``mamba``, ``hawk``, ``transformer``)."""
+    return model_class(name)(build_config(name, preset, **config))
+
+
+def save_pretrained(model: DNALanguageModel, directory: str | Path, **metadata: Any) -> None:
+    """Write ``model.safetensors``, ``config.json`` and ``tokenizer.json`` into ``directory`` atomically."""
+    directory = Path(directory)
+    with atomic_path(directory / "model.safetensors", suffix=".safetensors") as tmp:
+        save_model(model, str(tmp), metadata={"arch": model.arch, "format": str(CHECKPOINT_FORMAT)})
+    write_json(
+        directory / "config.json",
+        {
+            "format": CHECKPOINT_FORMAT,
+            "arch": model.arch,
+            "config": dataclasses.asdict(model.config),
+            "num_parameters": model.num_parameters(),
+            "longdna_version": __version__,
+            **metadata,
+        },
+    )
+    write_json(directory / "tokenizer.json", vocab.tokenizer_description())
+
+
+def load_pretrained(directory: str | Path, map_location: str | torch.device = "cpu") -> DNALanguageModel:
+    """Rebuild the model described by ``directory/config.json`` and load its weights (in eval mode)."""
+    directory = Path(directory)
+    meta = read_json(directory / "config.json")
+    init_fields = {f.name for f in dataclasses.fields(model_class(meta["arch"]).config_class) if f.init}
+    model = build_model(meta["arch"], **{k: v for k, v in meta["config"].items() if k in init_fields})
+    load_model(model, str(directory / "model.safetensors"), strict=True, device=str(map_location))
+    return model.eval()
+
+
+__all__ = [
+    "ARCHITECTURES",
+    "DNALanguageModel",
+    "SequenceClassifier",
+    "build_config",
+    "build_model",
+    "load_pretrained",
+    "model_class",
+    "pool",
+    "presets",
+    "save_pretrained",
+]

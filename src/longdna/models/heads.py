@@ -1,0 +1,74 @@
+"""Sequence-level heads on top of any :class:`~longdna.models.base.DNALanguageModel`."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from longdna import vocab
+from longdna.models.base import DNALanguageModel
+
+
+def reverse_complement_padded(input_ids: Tensor, mask: Tensor) -> Tensor:
+    """Reverse complement each row's real tokens in place, keeping padding where it was.
+
+    With left padding a row ``[PAD PAD a b c]`` becomes ``[PAD PAD rc(c) rc(b) rc(a)]``, so the padding side
+    (and hence the meaning of ``last``/``first`` pooling) is unchanged.
+    """
+    length = input_ids.shape[1]
+    positions = torch.arange(length, device=input_ids.device).expand_as(input_ids)
+    start = torch.where(mask, positions, length).amin(1, keepdim=True)
+    end = torch.where(mask, positions, -1).amax(1, keepdim=True)
+    source = torch.where(mask, start + end - positions, positions)
+    complement = torch.as_tensor(vocab.COMPLEMENT, device=input_ids.device)[input_ids.gather(1, source)]
+    return torch.where(mask, complement, input_ids)
+
+
+class SequenceClassifier(nn.Module):
+    """Backbone -> pooling (``mean``, ``last`` or ``first``) -> dropout -> linear scores.
+
+    ``num_outputs`` is the number of classes (or 1 for regression, k for k-label tasks). With
+    ``freeze_backbone`` only the linear head trains (a linear probe). With ``rc_conjoin`` the scores are
+    averaged over the sequence and its reverse complement (Caduceus' post-hoc conjoining), in training and
+    inference, which makes the classifier reverse-complement invariant.
+    """
+
+    def __init__(
+        self,
+        backbone: DNALanguageModel,
+        num_outputs: int,
+        pooling: str = "mean",
+        dropout: float = 0.0,
+        freeze_backbone: bool = False,
+        rc_conjoin: bool = False,
+    ) -> None:
+        super().__init__()
+        if pooling not in ("mean", "last", "first"):
+            raise ValueError(f"pooling must be 'mean', 'last' or 'first', not {pooling!r}")
+        self.backbone = backbone
+        self.pooling = pooling
+        self.rc_conjoin = rc_conjoin
+        self.freeze_backbone = freeze_backbone
+        self.dropout = nn.Dropout(dropout)
+        self.score = nn.Linear(backbone.feature_size, num_outputs)
+        if freeze_backbone:
+            backbone.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "SequenceClassifier":
+        super().train(mode)
+        if self.freeze_backbone:
+            self.backbone.eval()  # a frozen backbone keeps inference behaviour (no dropout)
+        return self
+
+    def features(self, input_ids: Tensor, mask: Tensor | None = None) -> Tensor:
+        hidden = self.backbone.embed(input_ids)
+        return self.backbone.pooled_features(hidden, mask, self.pooling)
+
+    def forward(self, input_ids: Tensor, mask: Tensor | None = None) -> Tensor:
+        scores = self.score(self.dropout(self.features(input_ids, mask)))
+        if not self.rc_conjoin:
+            return scores
+        if mask is None:
+            mask = torch.ones_like(input_ids, dtype=torch.bool)
+        rc_scores = self.score(self.dropout(self.features(reverse_complement_padded(input_ids, mask), mask)))
+        return (scores + rc_scores) / 2
