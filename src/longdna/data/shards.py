@@ -10,6 +10,12 @@ Layout of a shard directory (the tokenize stage's output, see ``docs/formats.md`
 
 ``.npy`` was chosen over Arrow IPC because a one-dimensional uint8 array needs no schema, ``np.load(...,
 mmap_mode="r")`` maps it with zero copies in every DataLoader worker, and a window is a plain slice.
+
+The tokenize stage is one :func:`tokenize_chromosome` call per sequence (group them with
+:func:`scatter_chromosomes` for assemblies with many contigs), then one :func:`write_manifest`. A chromosome is
+read straight from the ``.fai``/``.gzi`` offsets and encoded with ``bytes.translate`` through
+``vocab.ENCODE_TABLE``: upper and lower case get the same id, the other IUPAC codes become ``N``, ``U`` becomes
+``T``, anything else is an error naming the position.
 """
 
 from __future__ import annotations
@@ -21,9 +27,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pysam
 
 from longdna import vocab
+from longdna.data.fasta import fetch_sequence, read_fai
 from longdna.io import atomic_path, read_json, write_json
 
 MANIFEST = "manifest.parquet"
@@ -40,14 +46,25 @@ def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
         np.save(tmp, array)
 
 
+#: the vocabulary's lookup table as bytes, for ``bytes.translate`` (one C pass, no intermediate index array)
+_ENCODE_BYTES = vocab.ENCODE_TABLE.tobytes()
+
+
+def encode_bases(sequence: bytes, where: str) -> np.ndarray:
+    """Token ids (uint8, read-only) of a newline-free sequence; raises naming ``where`` on a non-IUPAC byte."""
+    tokens = np.frombuffer(sequence.translate(_ENCODE_BYTES), dtype=np.uint8)
+    if np.any(tokens == vocab.INVALID):
+        vocab.encode(sequence, where=where)  # raises with the position of the first bad character
+    return tokens
+
+
 def tokenize_chromosome(
     fasta: str | os.PathLike, chrom: str, out_dir: str | os.PathLike, soft_mask: bool = True
 ) -> dict[str, Any]:
     """Tokenize one sequence of an indexed FASTA into ``out_dir/{chrom}.npy`` (+ mask, + stats JSON)."""
     out_dir = Path(out_dir)
-    with pysam.FastaFile(str(fasta)) as reader:
-        raw = np.frombuffer(reader.fetch(chrom).encode("ascii"), dtype=np.uint8)
-    tokens = vocab.encode(raw, where=f"{fasta}:{chrom}")
+    sequence = fetch_sequence(fasta, chrom)
+    tokens = encode_bases(sequence, where=f"{fasta}:{chrom}")
     save_npy(out_dir / f"{chrom}.npy", tokens)
     stats: dict[str, Any] = {
         "chrom": chrom,
@@ -59,12 +76,27 @@ def tokenize_chromosome(
         "softmasked_fraction": None,
     }
     if soft_mask:
-        mask = vocab.soft_mask(raw)
+        mask = vocab.soft_mask(np.frombuffer(sequence, dtype=np.uint8))
         save_npy(out_dir / f"{chrom}.mask.npy", np.packbits(mask))
         stats["mask_file"] = f"{chrom}.mask.npy"
-        stats["softmasked_fraction"] = float(mask.mean()) if mask.size else 0.0
+        stats["softmasked_fraction"] = float(np.count_nonzero(mask) / max(mask.size, 1))
     write_json(out_dir / f"{chrom}.json", stats)
     return stats
+
+
+def scatter_chromosomes(chrom_lengths: dict[str, int], groups: int) -> list[list[str]]:
+    """Partition sequences into at most ``groups`` lists of similar total length (longest first, each to the
+    lightest group), so that an assembly with thousands of small contigs still tokenizes in a few jobs."""
+    if groups < 1:
+        raise ValueError(f"groups must be >= 1, got {groups}")
+    buckets: list[list[str]] = [[] for _ in range(min(groups, len(chrom_lengths)))]
+    load = np.zeros(len(buckets), dtype=np.int64)
+    for chrom in sorted(chrom_lengths, key=lambda c: (-chrom_lengths[c], c)):
+        lightest = int(np.argmin(load))
+        buckets[lightest].append(chrom)
+        load[lightest] += chrom_lengths[chrom]
+    order = {c: i for i, c in enumerate(chrom_lengths)}  # keep genome order inside each group
+    return [sorted(b, key=order.__getitem__) for b in buckets]
 
 
 def read_split_bed(path: str | os.PathLike, chrom_lengths: dict[str, int]) -> pd.DataFrame:
@@ -179,10 +211,15 @@ class GenomeShards:
 
 
 def verify_shards(directory: str | os.PathLike, fasta: str | os.PathLike | None = None) -> list[str]:
-    """Check shards against the manifest (length, checksum) and, if given, the FASTA; returns the problems."""
+    """Check shards against the manifest (files, lengths, offsets, checksums) and, if given, the FASTA
+    (tokens and soft mask); returns the problems, each naming the file."""
     shards = GenomeShards(directory)
+    manifest_path = shards.directory / MANIFEST
     problems = []
-    reader = pysam.FastaFile(str(fasta)) if fasta is not None else None
+    offsets = np.concatenate([[0], np.cumsum(shards.manifest["length"].to_numpy())[:-1]])
+    if not np.array_equal(offsets, shards.manifest["offset"].to_numpy()):
+        problems.append(f"{manifest_path}: offsets are not the running sum of the lengths")
+    index = read_fai(fasta) if fasta is not None else None
     for row in shards.manifest.itertuples():
         path = shards.directory / row.file
         if not path.exists():
@@ -193,15 +230,36 @@ def verify_shards(directory: str | os.PathLike, fasta: str | os.PathLike | None 
             problems.append(f"{path}: expected {row.length} uint8 tokens, found {tokens.size} {tokens.dtype}")
             continue
         if sha256_of(tokens) != row.sha256:
-            problems.append(f"{path}: sha256 differs from the manifest")
-        if reader is not None:
-            if row.chrom not in reader.references:
-                problems.append(f"{path}: {row.chrom} is not in {fasta}")
-                continue
-            expected = vocab.encode(reader.fetch(row.chrom).encode("ascii"), where=f"{fasta}:{row.chrom}")
-            if not np.array_equal(expected, tokens):
-                first = int(np.flatnonzero(expected != tokens)[0]) if expected.size == tokens.size else 0
-                problems.append(f"{path}: tokens differ from {fasta} (first difference at {row.chrom}:{first + 1})")
-    if reader is not None:
-        reader.close()
+            problems.append(f"{path}: sha256 differs from {manifest_path}")
+        mask = None
+        if isinstance(row.mask_file, str):
+            mask_path = shards.directory / row.mask_file
+            if not mask_path.exists():
+                problems.append(f"{mask_path}: missing")
+            else:
+                mask = np.load(mask_path, mmap_mode="r")
+                if mask.dtype != np.uint8 or mask.size != -(-row.length // 8):
+                    problems.append(f"{mask_path}: expected {-(-row.length // 8)} packed bytes, found {mask.size}")
+                    mask = None
+        if index is None:
+            continue
+        if row.chrom not in index:
+            problems.append(f"{path}: {row.chrom} is not in {fasta}")
+            continue
+        sequence = fetch_sequence(fasta, row.chrom, index=index)  # type: ignore[arg-type]
+        try:
+            expected = encode_bases(sequence, where=f"{fasta}:{row.chrom}")
+        except vocab.InvalidSequenceError as exc:
+            problems.append(str(exc))
+            continue
+        if expected.size != tokens.size:
+            problems.append(f"{path}: {tokens.size} tokens but {row.chrom} has {expected.size} bases in {fasta}")
+            continue
+        differ = np.flatnonzero(expected != tokens)
+        if differ.size:
+            problems.append(
+                f"{path}: tokens differ from {fasta} at {differ.size} positions (first at {row.chrom}:{differ[0] + 1})"
+            )
+        if mask is not None and not np.array_equal(np.packbits(vocab.soft_mask(sequence)), mask):
+            problems.append(f"{shards.directory / row.mask_file}: soft mask differs from {fasta}")
     return problems

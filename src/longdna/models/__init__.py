@@ -84,13 +84,23 @@ def save_pretrained(model: DNALanguageModel, directory: str | Path, **metadata: 
     write_json(directory / "tokenizer.json", vocab.tokenizer_description())
 
 
-def load_pretrained(directory: str | Path, map_location: str | torch.device = "cpu") -> DNALanguageModel:
-    """Rebuild the model described by ``directory/config.json`` and load its weights (in eval mode)."""
-    directory = Path(directory)
-    meta = read_json(directory / "config.json")
+def read_checkpoint_config(directory: str | Path) -> tuple[str, dict[str, Any]]:
+    """(architecture, constructor config) recorded in ``directory/config.json``."""
+    meta = read_json(Path(directory) / "config.json")
     init_fields = {f.name for f in dataclasses.fields(model_class(meta["arch"]).config_class) if f.init}
-    model = build_model(meta["arch"], **{k: v for k, v in meta["config"].items() if k in init_fields})
-    load_model(model, str(directory / "model.safetensors"), strict=True, device=str(map_location))
+    return meta["arch"], {k: v for k, v in meta["config"].items() if k in init_fields}
+
+
+def load_pretrained(
+    directory: str | Path, map_location: str | torch.device = "cpu", **overrides: Any
+) -> DNALanguageModel:
+    """Rebuild the model described by ``directory/config.json`` and load its weights (in eval mode).
+
+    ``overrides`` change settings that do not affect the weights' shapes, e.g. dropout for fine-tuning.
+    """
+    arch, config = read_checkpoint_config(directory)
+    model = build_model(arch, **{**config, **overrides})
+    load_model(model, str(Path(directory) / "model.safetensors"), strict=True, device=str(map_location))
     return model.eval()
 
 
@@ -104,5 +114,6 @@ __all__ = [
     "model_class",
     "pool",
     "presets",
+    "read_checkpoint_config",
     "save_pretrained",
 ]

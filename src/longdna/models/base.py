@@ -117,11 +117,15 @@ class DNALanguageModel(nn.Module):
         return dataclasses.asdict(self.config)
 
 
+POOLINGS = ("mean", "max", "last", "first")
+
+
 def pool(hidden: Tensor, mask: Tensor | None, pooling: str) -> Tensor:
     """Pool (B, L, D) hidden states to (B, D) over real (mask True) positions.
 
-    ``last`` takes the last real position, ``first`` the first one, ``mean`` averages real positions; with
-    ``mask=None`` every position is real.
+    ``last`` takes the last real position, ``first`` the first one, ``mean`` averages real positions, ``max``
+    takes each channel's maximum over real positions (a presence detector); with ``mask=None`` every position
+    is real.
     """
     batch, length, _ = hidden.shape
     if mask is None:
@@ -131,8 +135,10 @@ def pool(hidden: Tensor, mask: Tensor | None, pooling: str) -> Tensor:
     if pooling == "mean":
         weights = mask.to(hidden.dtype).unsqueeze(-1)
         return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+    if pooling == "max":
+        return hidden.masked_fill(~mask.unsqueeze(-1), torch.finfo(hidden.dtype).min).amax(1)
     if pooling == "last":
         return hidden[rows, torch.where(mask, positions, -1).amax(1).clamp_min(0)]
     if pooling == "first":
         return hidden[rows, torch.where(mask, positions, length).amin(1).clamp_max(length - 1)]
-    raise ValueError(f"pooling must be 'mean', 'last' or 'first', not {pooling!r}")
+    raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from longdna import vocab
-from longdna.models.base import DNALanguageModel
+from longdna.models.base import POOLINGS, DNALanguageModel
 
 
 def reverse_complement_padded(input_ids: Tensor, mask: Tensor) -> Tensor:
@@ -25,7 +25,7 @@ def reverse_complement_padded(input_ids: Tensor, mask: Tensor) -> Tensor:
 
 
 class SequenceClassifier(nn.Module):
-    """Backbone -> pooling (``mean``, ``last`` or ``first``) -> dropout -> linear scores.
+    """Backbone -> pooling (``mean``, ``max``, ``last`` or ``first``) -> dropout -> linear scores.
 
     ``num_outputs`` is the number of classes (or 1 for regression, k for k-label tasks). With
     ``freeze_backbone`` only the linear head trains (a linear probe). With ``rc_conjoin`` the scores are
@@ -43,8 +43,8 @@ class SequenceClassifier(nn.Module):
         rc_conjoin: bool = False,
     ) -> None:
         super().__init__()
-        if pooling not in ("mean", "last", "first"):
-            raise ValueError(f"pooling must be 'mean', 'last' or 'first', not {pooling!r}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
         self.backbone = backbone
         self.pooling = pooling
         self.rc_conjoin = rc_conjoin

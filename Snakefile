@@ -1,0 +1,51 @@
+# longdna: genome -> tokenize -> pretrain -> finetune -> evaluate.
+#
+#   snakemake --cores 8                                   the embedded demo (config/config.yaml)
+#   snakemake --cores 8 --use-conda --configfile config/hg38.yaml
+#   snakemake --profile workflow/profiles/slurm --configfile config/hg38.yaml
+#   snakemake finetune / --forcerun finetune              one stage / redo one stage
+#
+# Stage file formats: docs/formats.md. Configuration keys: config/README.md.
+
+import os
+import sys
+from pathlib import Path
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+# The package lives in src/; the Snakefile and every job import it from there (no install needed in the
+# stage conda envs, so they work offline; see README "Conda environments").
+SRC = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
+
+from longdna.config import load_schema, validate_config
+
+
+# The embedded demo is the default. A --configfile replaces it entirely instead of being deep-merged into
+# it, so a real run never inherits the demo's models and benchmarks.
+if not workflow.overwrite_configfiles:
+
+    configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+
+
+validate_config(config, load_schema(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"))
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/genome.smk"
+include: "workflow/rules/tokenize.smk"
+include: "workflow/rules/pretrain.smk"
+include: "workflow/rules/finetune.smk"
+include: "workflow/rules/evaluate.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.evaluate.output,

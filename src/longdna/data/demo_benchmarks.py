@@ -1,0 +1,171 @@
+"""Three benchmarks generated from the demo genome, in the real benchmarks' format.
+
+Backgrounds are windows cut from the demo genome (``N``-free, upper-cased), training examples from the
+training chromosomes and test examples from the held-out ones, so pretraining never saw a test background.
+Labels come from elements implanted into the backgrounds:
+
+``motif`` (binary, ~200 bp)
+    positive: the promoter-like motif of family 0 (at most one substitution) somewhere in the central part;
+    negative: a decoy at the same place, either the motif with four substitutions or a shuffled copy (same
+    composition), so neither base composition nor partial k-mer matches give the label away.
+``multiclass`` (4 classes, ~300 bp)
+    class k in 1..3: one instance of motif family k on a random strand (8 % substitutions); class 0: a
+    shuffled copy of one of those motifs.
+``long_range`` (binary, ~9.2 kb)
+    element A near the start and element B at least ``min_distance`` bp further; each element is a
+    satellite-like tandem repeat (20 mutated copies, ~300 bp) of motif family 4 or family 5 (independently,
+    uniformly chosen); label = 1 when A and B are of the same family. Each element alone is independent of the label, so any window shorter than the distance,
+    which can hold at most one element, carries no information about it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pysam
+
+from longdna.data.benchmarks import BenchmarkInfo, write_benchmark
+from longdna.data.demo_genome import DemoGenomeSpec, motif_consensus, mutate, reverse_complement_bytes
+
+TASKS = ("motif", "multiclass", "long_range")
+
+
+@dataclass(frozen=True)
+class DemoTask:
+    length: int
+    n_train: int
+    n_test: int
+    num_classes: int
+    metric: str
+    label_names: tuple[str, ...]
+
+
+DEFAULTS = {
+    "motif": DemoTask(200, 3000, 1000, 2, "accuracy", ("no_promoter", "promoter")),
+    "multiclass": DemoTask(300, 4000, 1000, 4, "accuracy", ("decoy", "family1", "family2", "family3")),
+    "long_range": DemoTask(9216, 1500, 500, 2, "accuracy", ("different", "same")),
+}
+
+
+class BackgroundSampler:
+    """Random ``N``-free windows of the genome from a set of chromosomes."""
+
+    def __init__(self, fasta: str | os.PathLike, chroms: list[str], rng: np.random.Generator) -> None:
+        with pysam.FastaFile(str(fasta)) as reader:
+            self.sequences = {c: np.frombuffer(reader.fetch(c).upper().encode(), dtype=np.uint8) for c in chroms}
+        self.chroms = chroms
+        self.weights = np.array([self.sequences[c].size for c in chroms], dtype=float)
+        self.weights /= self.weights.sum()
+        self.rng = rng
+
+    def sample(self, length: int) -> np.ndarray:
+        for _ in range(1000):
+            seq = self.sequences[self.chroms[self.rng.choice(len(self.chroms), p=self.weights)]]
+            start = int(self.rng.integers(0, seq.size - length))
+            window = seq[start : start + length]
+            if not (window == ord("N")).any():
+                return window.copy()
+        raise ValueError(f"no N-free window of {length} bp in {self.chroms}")
+
+
+def _implant(background: np.ndarray, element: np.ndarray, at: int) -> None:
+    background[at : at + element.size] = element
+
+
+def _motif_example(label: int, length: int, motifs: list[bytes], rng: np.random.Generator,
+                   sampler: BackgroundSampler) -> np.ndarray:
+    seq = sampler.sample(length)
+    motif = np.frombuffer(motifs[0], dtype=np.uint8)
+    if label == 1:
+        element = mutate(motif, 1 / motif.size, rng)
+    elif rng.random() < 0.5:
+        element = motif.copy()
+        hits = rng.choice(motif.size, 4, replace=False)
+        element[hits] = mutate(element[hits], 1.0, rng)
+    else:
+        element = rng.permutation(motif)
+    _implant(seq, element, int(rng.integers(length // 4, 3 * length // 4 - element.size)))
+    return seq
+
+
+def _multiclass_example(label: int, length: int, motifs: list[bytes], rng: np.random.Generator,
+                        sampler: BackgroundSampler) -> np.ndarray:
+    seq = sampler.sample(length)
+    family = label if label > 0 else int(rng.integers(1, 4))
+    motif = np.frombuffer(motifs[family], dtype=np.uint8)
+    element = mutate(motif, 0.08, rng) if label > 0 else rng.permutation(motif)
+    if rng.random() < 0.5:
+        element = reverse_complement_bytes(element)
+    _implant(seq, element, int(rng.integers(20, length - 20 - element.size)))
+    return seq
+
+
+def long_range_element(family: int, motifs: list[bytes], rng: np.random.Generator, copies: int = 20) -> np.ndarray:
+    """A satellite-like tandem repeat: ``copies`` mutated copies of one motif family's consensus (~300 bp)."""
+    unit = np.frombuffer(motifs[family], dtype=np.uint8)
+    return mutate(np.tile(unit, copies), 0.05, rng)
+
+
+def _long_range_example(label: int, length: int, motifs: list[bytes], rng: np.random.Generator,
+                        sampler: BackgroundSampler, min_distance: int = 8192) -> np.ndarray:
+    seq = sampler.sample(length)
+    family_a = int(rng.integers(4, 6))
+    family_b = family_a if label == 1 else 9 - family_a  # the other of 4 and 5
+    element_a = long_range_element(family_a, motifs, rng)
+    element_b = long_range_element(family_b, motifs, rng)
+    start_a = int(rng.integers(100, 500))
+    latest_b = length - element_b.size - 50
+    if start_a + min_distance > latest_b:
+        raise ValueError(f"long_range: length {length} too short for elements {min_distance} bp apart")
+    start_b = int(rng.integers(start_a + min_distance, latest_b + 1))
+    _implant(seq, element_a, start_a)
+    _implant(seq, element_b, start_b)
+    return seq
+
+
+GENERATORS = {"motif": _motif_example, "multiclass": _multiclass_example, "long_range": _long_range_example}
+
+
+def make_demo_benchmark(
+    task: str,
+    name: str,
+    genome: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    train_chroms: list[str],
+    test_chroms: list[str],
+    genome_spec: DemoGenomeSpec = DemoGenomeSpec(),
+    seed: int = 0,
+    length: int | None = None,
+    n_train: int | None = None,
+    n_test: int | None = None,
+) -> pd.DataFrame:
+    """Generate demo benchmark ``task`` from the demo genome into ``out_dir`` (benchmark format)."""
+    if task not in TASKS:
+        raise ValueError(f"demo benchmark task must be one of {TASKS}, not {task!r}")
+    defaults = DEFAULTS[task]
+    length = length or defaults.length
+    counts = {"train": n_train or defaults.n_train, "test": n_test or defaults.n_test}
+    motifs = motif_consensus(genome_spec)
+    rng = np.random.default_rng([seed, TASKS.index(task)])
+    rows = []
+    for split, chroms in (("train", train_chroms), ("test", test_chroms)):
+        sampler = BackgroundSampler(genome, chroms, rng)
+        labels = np.arange(counts[split]) % defaults.num_classes  # balanced classes
+        for i, label in enumerate(rng.permutation(labels)):
+            seq = GENERATORS[task](int(label), length, motifs, rng, sampler)
+            rows.append((f"{name}_{split}_{i}", seq.tobytes().decode(), int(label), split))
+    frame = pd.DataFrame(rows, columns=["id", "sequence", "label", "split"])
+    info = BenchmarkInfo(
+        name=name,
+        task="classification",
+        num_outputs=defaults.num_classes,
+        metric=defaults.metric,
+        suite="demo",
+        label_names=list(defaults.label_names),
+        source=f"longdna.data.demo_benchmarks task {task!r}, seed {seed}, from the demo genome",
+    )
+    write_benchmark(out_dir, frame, info)
+    return frame

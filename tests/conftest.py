@@ -1,0 +1,45 @@
+"""Shared fixtures: a real run of the whole workflow on the tiny CI configuration, done once per session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+CI_CONFIG = REPO / "tests" / "data" / "ci_config.yaml"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _single_thread_torch():
+    """Tiny test models run faster on one thread (on two cores, thread hand-offs dominate small ops)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def snakemake(workdir: Path, *args: str, configfile: Path = CI_CONFIG, check: bool = True) -> subprocess.CompletedProcess:
+    """Run Snakemake on the repository's workflow in ``workdir`` (no workflow profile, 2 cores)."""
+    command = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+        "--configfile", str(configfile), "--cores", "2", "--workflow-profile", "none", *args,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def ci_workflow(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A working directory in which the whole chain has run on the CI configuration."""
+    workdir = tmp_path_factory.mktemp("ci_workflow")
+    shutil.copy(CI_CONFIG, workdir / "config.yaml")
+    snakemake(workdir, configfile=workdir / "config.yaml")
+    return workdir

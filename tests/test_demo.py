@@ -1,0 +1,131 @@
+"""The demo genome and the demo benchmarks: the properties the demo relies on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pysam
+import pytest
+
+from longdna.data.benchmarks import read_benchmark
+from longdna.data.demo_benchmarks import make_demo_benchmark
+from longdna.data.demo_genome import PROMOTER_MOTIF, DemoGenomeSpec, generate_demo_genome, motif_consensus
+
+SMALL = DemoGenomeSpec(chromosome_lengths=(120_000, 100_000, 100_000, 100_000), isochore_mean_length=20_000,
+                       telomere_gap=1000, centromere_gap=3000, short_gaps=1)
+
+
+@pytest.fixture(scope="module")
+def default_genome(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("demo") / "genome.fa.gz"
+    generate_demo_genome(path, DemoGenomeSpec())
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_genome(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("small") / "genome.fa.gz"
+    generate_demo_genome(path, SMALL)
+    return path
+
+
+def test_default_genome_layout(default_genome: Path) -> None:
+    with pysam.FastaFile(str(default_genome)) as fasta:
+        assert len(fasta.references) >= 4
+        assert sum(fasta.lengths) >= 8_000_000
+        sequence = np.frombuffer(fasta.fetch("chr1").encode(), dtype=np.uint8)
+    assert 0.01 < np.mean(sequence == ord("N")) < 0.1  # telomeres, a centromere, short gaps
+    lower = sequence >= ord("a")
+    assert 0.05 < lower.mean() < 0.3  # soft-masked repeat copies
+    upper = np.frombuffer(bytes(sequence).upper(), dtype=np.uint8)
+    gc_per_50kb = []
+    for start in range(0, upper.size, 50_000):
+        window = upper[start : start + 50_000]
+        window = window[window != ord("N")]
+        if window.size > 40_000:
+            gc_per_50kb.append(np.isin(window, np.frombuffer(b"GC", dtype=np.uint8)).mean())
+    assert max(gc_per_50kb) - min(gc_per_50kb) > 0.1  # isochores of different GC content
+
+
+def test_genome_is_deterministic(small_genome: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again.fa.gz"
+    generate_demo_genome(again, SMALL)
+    assert again.read_bytes() == small_genome.read_bytes()
+    other = tmp_path / "other.fa.gz"
+    generate_demo_genome(other, DemoGenomeSpec(**{**SMALL.to_dict(), "seed": 2}))
+    assert other.read_bytes() != small_genome.read_bytes()
+
+
+def test_genome_has_learnable_context(small_genome: Path) -> None:
+    """An order-3 context model fitted on one chromosome predicts another far below 2 bits per base."""
+    with pysam.FastaFile(str(small_genome)) as fasta:
+        train, test = (np.frombuffer(fasta.fetch(c).upper().encode(), dtype=np.uint8) for c in ("chr1", "chr2"))
+    code = np.full(256, -1)
+    code[np.frombuffer(b"ACGT", dtype=np.uint8)] = np.arange(4)
+
+    def contexts(seq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        s = code[seq]
+        ok = (s[:-3] >= 0) & (s[1:-2] >= 0) & (s[2:-1] >= 0) & (s[3:] >= 0)
+        ctx = s[:-3] * 16 + s[1:-2] * 4 + s[2:-1]
+        return ctx[ok], s[3:][ok]
+
+    ctx, nxt = contexts(train)
+    counts = np.ones((64, 4))
+    np.add.at(counts, (ctx, nxt), 1)
+    probs = counts / counts.sum(1, keepdims=True)
+    ctx, nxt = contexts(test)
+    bits = -np.log2(probs[ctx, nxt]).mean()
+    assert bits < 1.8
+
+
+def test_motif_families_recur(small_genome: Path) -> None:
+    motifs = motif_consensus(SMALL)
+    assert motifs[0] == PROMOTER_MOTIF and len(motifs) == SMALL.motif_families
+    with pysam.FastaFile(str(small_genome)) as fasta:
+        genome = "".join(fasta.fetch(c).upper() for c in fasta.references)
+    exact = sum(genome.count(m.decode()) for m in motifs)
+    assert exact > 10  # instances (8 % substitutions, either strand) that survived intact
+
+
+@pytest.mark.parametrize(("task", "classes"), [("motif", 2), ("multiclass", 4), ("long_range", 2)])
+def test_demo_benchmarks(small_genome: Path, tmp_path: Path, task: str, classes: int) -> None:
+    make_demo_benchmark(task, task, small_genome, tmp_path, ["chr1", "chr2"], ["chr3", "chr4"], SMALL, seed=5,
+                        n_train=40, n_test=20)
+    frame, info = read_benchmark(tmp_path)
+    assert info.num_outputs == classes and info.suite == "demo"
+    assert frame.groupby("split")["label"].value_counts().unstack().min().min() >= 40 // classes // 2
+    with pysam.FastaFile(str(small_genome)) as fasta:
+        held_out = "".join(fasta.fetch(c).upper() for c in ("chr3", "chr4"))
+    test_sequence = frame.loc[frame["split"] == "test", "sequence"].iloc[0]
+    assert test_sequence[:50] in held_out or test_sequence[-50:] in held_out  # backgrounds from held-out chroms
+
+
+def test_long_range_label_needs_both_elements(small_genome: Path, tmp_path: Path) -> None:
+    """Each element alone is independent of the label, and the two are at least 8 kb apart."""
+    make_demo_benchmark("long_range", "lr", small_genome, tmp_path, ["chr1", "chr2"], ["chr3", "chr4"], SMALL,
+                        seed=2, n_train=200, n_test=20)
+    frame, _ = read_benchmark(tmp_path)
+    motifs = motif_consensus(SMALL)
+
+    def element_family(region: str) -> tuple[int, int]:
+        """(family, first exact unit) of the tandem element in a region: the family with most exact units
+        (about half of the 20 units survive 5 % substitutions intact; stray genomic instances add at most 1)."""
+        counts = {f: region.count(motifs[f].decode()) for f in (4, 5)}
+        family = max(counts, key=counts.get)
+        assert counts[family] >= 4, "no element found"
+        return family, region.find(motifs[family].decode())
+
+    first, second, labels = [], [], []
+    for sequence, label in zip(frame["sequence"], frame["label"]):
+        family_a, pos_a = element_family(sequence[:900])
+        family_b, pos_b = element_family(sequence[8192:])
+        assert 8192 + pos_b - pos_a >= 8192 - 300  # element starts are >= 8192 bp apart (units within ~300 bp)
+        first.append(family_a)
+        second.append(family_b)
+        labels.append(label)
+    first, second, labels = map(np.array, (first, second, labels))
+    assert np.array_equal(labels, (first == second).astype(int))
+    for element in (first, second):  # P(label | one element) stays near 1/2
+        for family in (4, 5):
+            assert abs(labels[element == family].mean() - 0.5) < 0.15

@@ -1,0 +1,134 @@
+"""Fine-tuning engine: data handling, splits, heads, and small end-to-end runs of each task type."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from longdna import vocab
+from longdna.data.benchmarks import BenchmarkInfo, write_benchmark
+from longdna.models import SequenceClassifier, build_model, save_pretrained
+from longdna.models.heads import reverse_complement_padded
+from longdna.train.finetune import FinetuneConfig, crop, finetune, pad_batch, train_valid_split
+
+TINY = dict(d_model=16, n_layer=1, d_inner=32, l_max=130, embed_dropout=0.0)
+
+
+def test_crop_and_pad() -> None:
+    ids = np.arange(10, dtype=np.uint8)
+    assert crop(ids, 4, "start").tolist() == [0, 1, 2, 3]
+    assert crop(ids, 4, "end").tolist() == [6, 7, 8, 9]
+    assert crop(ids, 4, "center").tolist() == [3, 4, 5, 6]
+    assert crop(ids, None, "center").size == 10
+    batch, mask = pad_batch([np.array([7, 8]), np.array([9, 10, 11])], "left")
+    assert batch.tolist() == [[vocab.PAD, 7, 8], [9, 10, 11]]
+    assert mask.tolist() == [[False, True, True], [True, True, True]]
+    batch, _ = pad_batch([np.array([7, 8]), np.array([9, 10, 11])], "right")
+    assert batch.tolist() == [[7, 8, vocab.PAD], [9, 10, 11]]
+
+
+def test_reverse_complement_keeps_padding_in_place() -> None:
+    ids, mask = pad_batch([np.array([7, 7, 8]), np.array([9, 10, 11, 7])], "left")
+    rc = reverse_complement_padded(ids, mask)
+    assert rc.tolist() == [[vocab.PAD, 9, 10, 10], [10, 11, 7, 8]]
+
+
+def test_validation_split_is_stratified_seeded_and_disjoint_from_test() -> None:
+    frame = pd.DataFrame({"label": [0] * 80 + [1] * 20 + [0] * 10, "split": ["train"] * 100 + ["test"] * 10})
+    info = BenchmarkInfo("b", "classification", 2, "accuracy")
+    config = FinetuneConfig()
+    split = train_valid_split(frame, info, config, seed=1)
+    valid = frame.loc[split == "valid", "label"]
+    assert valid.value_counts().to_dict() == {0: 8, 1: 2}
+    assert (split[frame["split"] == "test"] == "test").all()
+    assert split.equals(train_valid_split(frame, info, config, seed=1))
+    assert not split.equals(train_valid_split(frame, info, config, seed=2))
+    folds = [set(np.flatnonzero(train_valid_split(frame, info, FinetuneConfig(kfold=5), seed=s) == "valid"))
+             for s in range(5)]
+    assert set().union(*folds) == set(range(100)) and sum(map(len, folds)) == 100  # a partition of train
+
+
+def test_rc_conjoined_classifier_is_strand_invariant() -> None:
+    torch.manual_seed(0)
+    model = SequenceClassifier(build_model("hyenadna", **TINY), 3, pooling="mean", rc_conjoin=True).eval()
+    ids, mask = pad_batch([np.array([7, 8, 9, 10, 8]), np.array([9, 9, 7])], "left")
+    with torch.no_grad():
+        forward = model(ids, mask)
+        reverse = model(reverse_complement_padded(ids, mask), mask)
+    assert torch.allclose(forward, reverse, atol=1e-6)
+
+
+def write_toy_benchmark(directory: Path, task: str, n: int = 160, length: int = 48) -> None:
+    """A learnable toy: the label is carried by the base composition of the sequence."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(n):
+        gc = rng.random()
+        seq = "".join(rng.choice(list("ACGT"), length, p=[(1 - gc) / 2, gc / 2, gc / 2, (1 - gc) / 2]))
+        label: object = {"classification": int(gc > 0.5), "regression": gc,
+                         "multilabel": [int(gc > 0.5), int(gc > 0.25)]}[task]
+        rows.append((seq, label, "test" if i >= n * 3 // 4 else "train"))
+    frame = pd.DataFrame(rows, columns=["sequence", "label", "split"])
+    outputs = {"classification": 2, "regression": 1, "multilabel": 2}[task]
+    metric = {"classification": "accuracy", "regression": "pearson", "multilabel": "auroc"}[task]
+    write_benchmark(directory, frame, BenchmarkInfo("toy", task, outputs, metric))
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("backbone")
+    torch.manual_seed(0)
+    save_pretrained(build_model("hyenadna", **TINY), directory)
+    return directory
+
+
+@pytest.mark.parametrize(("task", "metric", "threshold"), [("classification", "accuracy", 0.8),
+                                                           ("regression", "pearson", 0.7),
+                                                           ("multilabel", "auroc", 0.8)])
+def test_end_to_end_learns_each_task_type(tmp_path: Path, pretrained: Path, task: str, metric: str,
+                                          threshold: float) -> None:
+    write_toy_benchmark(tmp_path / "bench", task)
+    config = FinetuneConfig(epochs=8, batch_size=16, lr=3e-3, pooling="mean")
+    summary = finetune(tmp_path / "bench", tmp_path / "run", config, seed=1, backbone_dir=pretrained,
+                       run_name={"benchmark": "toy", "model": "tiny"}, progress=False)
+    assert summary["metrics"]["test"][metric] > threshold
+    saved = json.loads((tmp_path / "run/metrics.json").read_text())
+    assert saved["metrics"] == summary["metrics"] and saved["benchmark"] == "toy"
+    history = pd.read_csv(tmp_path / "run/history.csv")
+    assert len(history) == 8 and saved["best_epoch"] == history[f"valid_{metric}"].idxmax() + 1
+
+
+def test_scratch_and_pretrained_differ_only_in_initialisation(tmp_path: Path, pretrained: Path) -> None:
+    write_toy_benchmark(tmp_path / "bench", "classification", n=40)
+    config = dict(epochs=1, batch_size=8)
+    a = finetune(tmp_path / "bench", tmp_path / "a", FinetuneConfig(**config), seed=3, backbone_dir=pretrained,
+                 progress=False)
+    b = finetune(tmp_path / "bench", tmp_path / "b", FinetuneConfig(**config, init="scratch"), seed=3,
+                 architecture=("hyenadna", TINY), progress=False)
+    again = finetune(tmp_path / "bench", tmp_path / "c", FinetuneConfig(**config), seed=3, backbone_dir=pretrained,
+                     progress=False)
+    assert a["num_parameters"] == b["num_parameters"]
+    assert a["metrics"] == again["metrics"]  # deterministic given the seed
+    scores = [np.stack(pd.read_parquet(tmp_path / d / "predictions.parquet")["scores"]) for d in ("a", "b")]
+    assert not np.allclose(scores[0], scores[1])
+
+
+def test_bad_benchmark_rows_are_named(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"sequence": ["ACGT", "ACXT"], "label": [0, 1], "split": ["train", "test"]})
+    with pytest.raises(ValueError, match=r"row 2: character 'X' at position 3"):
+        write_benchmark(tmp_path, frame, BenchmarkInfo("b", "classification", 2, "accuracy"))
+    frame = pd.DataFrame({"sequence": ["ACGT", "ACGT"], "label": [0, 2], "split": ["train", "test"]})
+    with pytest.raises(ValueError, match=r"row 2: label 2 is not a class id in 0..1"):
+        write_benchmark(tmp_path, frame, BenchmarkInfo("b", "classification", 2, "accuracy"))
+    frame = pd.DataFrame({"sequence": ["ACGT", "ACGT"], "label": [0, 1], "split": ["train", "train"]})
+    with pytest.raises(ValueError, match="the test split is empty"):
+        write_benchmark(tmp_path, frame, BenchmarkInfo("b", "classification", 2, "accuracy"))
+    frame = pd.DataFrame({"seq": ["ACGT"], "label": [0], "split": ["train"]})
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['sequence'\]"):
+        write_benchmark(tmp_path, frame, BenchmarkInfo("b", "classification", 2, "accuracy"))
+    assert not (tmp_path / "data.parquet").exists()
