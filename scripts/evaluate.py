@@ -11,4 +11,5 @@ with log_to(snakemake.log[0]):
         published=snakemake.params.published,
         resamples=snakemake.params.bootstrap,
         confidence=snakemake.params.confidence,
+        length_extrapolation=snakemake.params.length_extrapolation,
     )

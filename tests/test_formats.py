@@ -58,7 +58,7 @@ def test_pretrain_format(ci_workflow: Path) -> None:
     assert model(torch.randint(7, 12, (1, 64))).shape == (1, 64, 12)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in rows if r["kind"] == "train"]
-    assert {"step", "tokens", "lr", "loss", "grad_norm", "tokens_per_s", "memory_mb"} <= set(train[0])
+    assert {"step", "tokens_seen", "lr", "loss", "grad_norm", "tokens_per_s", "memory_mb"} <= set(train[0])
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["test_by_length"]) == {"256", "512", "1024"}
     assert (out / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -184,7 +184,7 @@ def test_ps_is_rc_equivariant():
     torch.testing.assert_close(model(rc), reverse_complement_logits(model(x)), **EXACT)
 
 
-@pytest.mark.parametrize("pooling", ["mean", "last", "first"])
+@pytest.mark.parametrize("pooling", ["mean", "max", "last", "first"])
 def test_ps_pooled_features_are_rc_invariant(pooling):
     model = tiny("caduceus-ps")
     x = tokens(3, 29)
@@ -199,7 +199,7 @@ def test_ps_pooled_features_are_rc_invariant(pooling):
 def test_ps_pooled_features_reject_unknown_pooling():
     model = tiny("caduceus-ps")
     with pytest.raises(ValueError, match="pooling"):
-        model.pooled_features(model.embed(tokens(1, 5)), None, "max")
+        model.pooled_features(model.embed(tokens(1, 5)), None, "median")
 
 
 def test_ph_is_not_rc_equivariant():

@@ -38,7 +38,7 @@ def with_config_change(workdir: Path, change) -> Path:
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     change(config)
     path = workdir / "changed.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(config, sort_keys=False))  # key order is part of Snakemake's params
     return path
 
 
@@ -122,7 +122,7 @@ def test_stage_targets(tmp_path: Path) -> None:
 def test_invalid_config_names_the_key(tmp_path: Path, change, message: str) -> None:
     config = yaml.safe_load(CI_CONFIG.read_text())
     change(config)
-    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     result = snakemake(tmp_path, "-n", configfile=tmp_path / "bad.yaml", check=False)
     assert result.returncode != 0
     assert message in result.stdout + result.stderr

@@ -69,6 +69,11 @@ def _check_references(config: dict[str, Any]) -> None:
         genome = spec.get("genome")
         if genome is not None and genome not in genomes:
             problems.append(f"benchmarks.{name}.genome: {genome!r} is not a key of genomes {sorted(genomes)}")
+        for role, reference in spec.get("references", {}).items():
+            if reference not in genomes:
+                problems.append(
+                    f"benchmarks.{name}.references.{role}: {reference!r} is not a key of genomes {sorted(genomes)}"
+                )
     if problems:
         raise ConfigError("\n".join(f"config error at {p}" for p in problems))
 

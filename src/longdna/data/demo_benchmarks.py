@@ -15,7 +15,21 @@ Labels come from elements implanted into the backgrounds:
     element A near the start and element B at least ``min_distance`` bp further; each element is a
     satellite-like tandem repeat (20 mutated copies, ~300 bp) of motif family 4 or family 5 (independently,
     uniformly chosen); label = 1 when A and B are of the same family. Each element alone is independent of the label, so any window shorter than the distance,
-    which can hold at most one element, carries no information about it.
+    which can hold at most one element, carries no information about it. At another ``length`` the layout
+    scales with it (positions, distance and number of copies in proportion; at least 2 copies), so the task
+    can be trained at a short length.
+
+``centred`` (binary, 256 bp)
+    a satellite-like tandem element (6 mutated copies, ~80 bp) of motif family 4 (label 0) or family 5
+    (label 1) in the middle of the window; the flanks carry no information. The task of the zero-shot length
+    extrapolation demo (``config/long_range_demo.yaml``): re-cut longer, the window keeps the element in its
+    middle and only adds flanks (which hold stray genomic instances of both families), so a model whose
+    representation of the centre is not disturbed by far context keeps its accuracy.
+
+Every example also records its locus (the background window's ``chrom``, ``start``, ``end``, strand ``+``)
+and its ``core`` (the window with the elements implanted), the benchmark format's locus columns: the same
+example can be re-cut at any length (``longdna.data.benchmarks.resize_examples``), the implanted window
+staying in the middle of a longer stretch of its own chromosome (zero-shot length extrapolation).
 """
 
 from __future__ import annotations
@@ -30,7 +44,7 @@ import pysam
 from longdna.data.benchmarks import BenchmarkInfo, write_benchmark
 from longdna.data.demo_genome import DemoGenomeSpec, motif_consensus, mutate, reverse_complement_bytes
 
-TASKS = ("motif", "multiclass", "long_range")
+TASKS = ("motif", "multiclass", "long_range", "centred")
 
 
 @dataclass(frozen=True)
@@ -47,6 +61,7 @@ DEFAULTS = {
     "motif": DemoTask(200, 3000, 1000, 2, "accuracy", ("no_promoter", "promoter")),
     "multiclass": DemoTask(300, 4000, 1000, 4, "accuracy", ("decoy", "family1", "family2", "family3")),
     "long_range": DemoTask(9216, 1500, 500, 2, "accuracy", ("different", "same")),
+    "centred": DemoTask(256, 1000, 300, 2, "accuracy", ("family4", "family5")),
 }
 
 
@@ -62,12 +77,17 @@ class BackgroundSampler:
         self.rng = rng
 
     def sample(self, length: int) -> np.ndarray:
+        return self.sample_located(length)[2]
+
+    def sample_located(self, length: int) -> tuple[str, int, np.ndarray]:
+        """(chromosome, start, window) of a random ``N``-free window."""
         for _ in range(1000):
-            seq = self.sequences[self.chroms[self.rng.choice(len(self.chroms), p=self.weights)]]
+            chrom = self.chroms[self.rng.choice(len(self.chroms), p=self.weights)]
+            seq = self.sequences[chrom]
             start = int(self.rng.integers(0, seq.size - length))
             window = seq[start : start + length]
             if not (window == ord("N")).any():
-                return window.copy()
+                return chrom, start, window.copy()
         raise ValueError(f"no N-free window of {length} bp in {self.chroms}")
 
 
@@ -75,9 +95,8 @@ def _implant(background: np.ndarray, element: np.ndarray, at: int) -> None:
     background[at : at + element.size] = element
 
 
-def _motif_example(label: int, length: int, motifs: list[bytes], rng: np.random.Generator,
-                   sampler: BackgroundSampler) -> np.ndarray:
-    seq = sampler.sample(length)
+def _motif_example(label: int, seq: np.ndarray, motifs: list[bytes], rng: np.random.Generator) -> np.ndarray:
+    length = seq.size
     motif = np.frombuffer(motifs[0], dtype=np.uint8)
     if label == 1:
         element = mutate(motif, 1 / motif.size, rng)
@@ -91,9 +110,8 @@ def _motif_example(label: int, length: int, motifs: list[bytes], rng: np.random.
     return seq
 
 
-def _multiclass_example(label: int, length: int, motifs: list[bytes], rng: np.random.Generator,
-                        sampler: BackgroundSampler) -> np.ndarray:
-    seq = sampler.sample(length)
+def _multiclass_example(label: int, seq: np.ndarray, motifs: list[bytes], rng: np.random.Generator) -> np.ndarray:
+    length = seq.size
     family = label if label > 0 else int(rng.integers(1, 4))
     motif = np.frombuffer(motifs[family], dtype=np.uint8)
     element = mutate(motif, 0.08, rng) if label > 0 else rng.permutation(motif)
@@ -109,15 +127,19 @@ def long_range_element(family: int, motifs: list[bytes], rng: np.random.Generato
     return mutate(np.tile(unit, copies), 0.05, rng)
 
 
-def _long_range_example(label: int, length: int, motifs: list[bytes], rng: np.random.Generator,
-                        sampler: BackgroundSampler, min_distance: int = 8192) -> np.ndarray:
-    seq = sampler.sample(length)
+def _long_range_example(label: int, seq: np.ndarray, motifs: list[bytes], rng: np.random.Generator) -> np.ndarray:
+    length = seq.size
+    # the layout at the default length (A in [100, 500), B >= 8192 bp after A and >= 50 bp from the end, 20
+    # copies per element), scaled to this length
+    scale = length / DEFAULTS["long_range"].length
+    copies = max(2, round(20 * scale))
+    min_distance = round(8192 * scale)
     family_a = int(rng.integers(4, 6))
     family_b = family_a if label == 1 else 9 - family_a  # the other of 4 and 5
-    element_a = long_range_element(family_a, motifs, rng)
-    element_b = long_range_element(family_b, motifs, rng)
-    start_a = int(rng.integers(100, 500))
-    latest_b = length - element_b.size - 50
+    element_a = long_range_element(family_a, motifs, rng, copies)
+    element_b = long_range_element(family_b, motifs, rng, copies)
+    start_a = int(rng.integers(round(100 * scale), round(500 * scale)))
+    latest_b = length - element_b.size - round(50 * scale)
     if start_a + min_distance > latest_b:
         raise ValueError(f"long_range: length {length} too short for elements {min_distance} bp apart")
     start_b = int(rng.integers(start_a + min_distance, latest_b + 1))
@@ -126,7 +148,14 @@ def _long_range_example(label: int, length: int, motifs: list[bytes], rng: np.ra
     return seq
 
 
-GENERATORS = {"motif": _motif_example, "multiclass": _multiclass_example, "long_range": _long_range_example}
+def _centred_example(label: int, seq: np.ndarray, motifs: list[bytes], rng: np.random.Generator) -> np.ndarray:
+    element = long_range_element(4 + label, motifs, rng, copies=6)
+    _implant(seq, element, seq.size // 2 - element.size // 2)
+    return seq
+
+
+GENERATORS = {"motif": _motif_example, "multiclass": _multiclass_example, "long_range": _long_range_example,
+              "centred": _centred_example}
 
 
 def make_demo_benchmark(
@@ -155,9 +184,10 @@ def make_demo_benchmark(
         sampler = BackgroundSampler(genome, chroms, rng)
         labels = np.arange(counts[split]) % defaults.num_classes  # balanced classes
         for i, label in enumerate(rng.permutation(labels)):
-            seq = GENERATORS[task](int(label), length, motifs, rng, sampler)
-            rows.append((f"{name}_{split}_{i}", seq.tobytes().decode(), int(label), split))
-    frame = pd.DataFrame(rows, columns=["id", "sequence", "label", "split"])
+            chrom, start, background = sampler.sample_located(length)
+            seq = GENERATORS[task](int(label), background, motifs, rng).tobytes().decode()
+            rows.append((f"{name}_{split}_{i}", seq, int(label), split, chrom, start, start + length, "+", seq))
+    frame = pd.DataFrame(rows, columns=["id", "sequence", "label", "split", "chrom", "start", "end", "strand", "core"])
     info = BenchmarkInfo(
         name=name,
         task="classification",

@@ -1,6 +1,21 @@
 """Benchmark suites: turn a benchmark's config entry into a benchmark directory (see data/benchmarks.py).
 
-:func:`prepare_benchmark` dispatches on ``spec["suite"]``; each suite function writes the common format.
+:func:`prepare_benchmark` dispatches on ``spec["suite"]``; each suite function writes the common format:
+
+``demo``
+    tasks generated from the demo genome (:mod:`longdna.data.demo_benchmarks`);
+``genomic_benchmarks``
+    GenomicBenchmarks interval lists cut from genomes of the genome stage (:mod:`longdna.data.genomic_benchmarks`);
+``nucleotide_transformer``
+    the Nucleotide Transformer tasks' FASTA files (:mod:`longdna.data.nucleotide_transformer`);
+``user``
+    your own CSV/TSV/Parquet, FASTA or BED data (:mod:`longdna.data.user_data`);
+``long_range``
+    the Genomics Long-Range Benchmark's tasks cut from the genome at any length (:mod:`longdna.data.long_range`).
+
+Besides the config entry's keys, ``spec`` may hold ``reference_fastas`` (role -> FASTA path), which the
+workflow fills from the entry's ``references`` (role -> key of genomes) for suites that cut intervals from
+more than one genome. A key the suite does not use is an error, so that a misplaced setting is not ignored.
 """
 
 from __future__ import annotations
@@ -11,6 +26,21 @@ from typing import Any
 from longdna.data.demo_benchmarks import make_demo_benchmark
 from longdna.data.demo_genome import DemoGenomeSpec
 from longdna.data.fasta import fasta_lengths
+from longdna.data.genomic_benchmarks import prepare_genomic_benchmark
+from longdna.data.long_range import prepare_long_range
+from longdna.data.nucleotide_transformer import prepare_nucleotide_transformer
+from longdna.data.user_data import prepare_user_benchmark
+from longdna.eval.metrics import CLASSIFICATION
+
+_COMMON = {"suite", "finetune"}
+#: the config keys each suite but demo reads
+SUITE_KEYS = {
+    "genomic_benchmarks": _COMMON | {"task", "genome", "references", "reference_fastas", "url", "metric"},
+    "nucleotide_transformer": _COMMON | {"task", "url", "metric"},
+    "user": _COMMON | {"path", "format", "task_type", "metric", "label_column", "labels", "genome", "sha256", "seed"},
+    # variant_effect: settings of the workflow's variant_effect rule, which scores this suite's variant tasks
+    "long_range": _COMMON | {"task", "genome", "length", "subset", "url", "variant_effect"},
+}
 
 
 def prepare_demo(name: str, spec: dict[str, Any], out_dir: str | os.PathLike, genome_fasta: str | os.PathLike,
@@ -29,11 +59,37 @@ def prepare_demo(name: str, spec: dict[str, Any], out_dir: str | os.PathLike, ge
                         DemoGenomeSpec.from_config(genome_spec.get("demo", {})), **options)
 
 
+def _check_keys(name: str, spec: dict[str, Any]) -> None:
+    suite = spec["suite"]
+    unused = sorted(set(spec) - SUITE_KEYS[suite])
+    if not unused:
+        return
+    hint = ""
+    if "sha256" in unused:  # these suites download several files, each with its own checksum
+        hint = f"; checksums of the {suite} files are in resources/benchmarks/{suite}.yaml"
+    raise ValueError(f"benchmarks.{name}: key(s) {unused} are not used by suite {suite!r}"
+                     f" (it reads {sorted(SUITE_KEYS[suite] - {'reference_fastas'})}){hint}")
+
+
 def prepare_benchmark(name: str, spec: dict[str, Any], out_dir: str | os.PathLike,
                       genome_fasta: str | os.PathLike | None, genome_spec: dict[str, Any] | None,
                       cache_dir: str | os.PathLike) -> None:
     suite = spec["suite"]
     if suite == "demo":
         prepare_demo(name, spec, out_dir, genome_fasta, genome_spec or {})
+        return
+    if suite not in SUITE_KEYS:
+        raise ValueError(f"benchmarks.{name}: suite {suite!r} is not available (known: demo, {', '.join(SUITE_KEYS)})")
+    _check_keys(name, spec)
+    if suite in ("genomic_benchmarks", "nucleotide_transformer") and spec.get("metric", "accuracy") not in CLASSIFICATION:
+        raise ValueError(f"benchmarks.{name}: metric {spec['metric']!r} is not a classification metric {CLASSIFICATION}")
+    if suite == "genomic_benchmarks":
+        references = {**({"genome": genome_fasta} if genome_fasta is not None else {}),
+                      **spec.get("reference_fastas", {})}
+        prepare_genomic_benchmark(name, spec, out_dir, references, cache_dir)
+    elif suite == "nucleotide_transformer":
+        prepare_nucleotide_transformer(name, spec, out_dir, cache_dir)
+    elif suite == "user":
+        prepare_user_benchmark(name, spec, out_dir, genome_fasta, cache_dir)
     else:
-        raise ValueError(f"benchmarks.{name}: suite {suite!r} is not available")
+        prepare_long_range(name, spec, out_dir, genome_fasta, cache_dir, genome_spec)

@@ -134,6 +134,8 @@ def compute_metrics(task: str, labels: np.ndarray, scores: np.ndarray, num_outpu
     (metrics averaged over the k targets); multilabel: per-label probabilities (N, k) and 0/1 labels (N, k).
     """
     labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
+    if labels.dtype == object:  # one vector per example (multi-label, multi-output regression), as Parquet gives them
+        labels = np.stack(labels)
     if task == "classification":
         labels = labels.astype(np.int64)
         predictions = scores.argmax(1)
@@ -154,7 +156,7 @@ def compute_metrics(task: str, labels: np.ndarray, scores: np.ndarray, num_outpu
             for name, fn in (("pearson", pearson), ("spearman", spearman), ("r2", r2))
         }
     if task == "multilabel":
-        labels = np.stack(labels).astype(np.int64) if labels.dtype == object else labels.astype(np.int64)
+        labels = labels.astype(np.int64)
         return {
             "auroc": float(np.nanmean([binary_auroc(labels[:, j], scores[:, j]) for j in range(labels.shape[1])])),
             "auprc": float(np.nanmean([binary_auprc(labels[:, j], scores[:, j]) for j in range(labels.shape[1])])),

@@ -89,20 +89,38 @@ def summarise(
     return pd.DataFrame(rows)
 
 
+#: table headings of the suites (``BenchmarkInfo.suite``); others are shown as they are named
+SUITE_TITLES = {
+    "demo": "Demo tasks",
+    "genomic_benchmarks": "GenomicBenchmarks",
+    "nucleotide_transformer": "Nucleotide Transformer tasks",
+    "user": "Your data",
+}
+
+
 def markdown_table(
     summary: pd.DataFrame, reported: dict[str, str], suites: dict[str, str], published: pd.DataFrame | None = None
 ) -> str:
-    """Per suite: rows benchmark, columns model (+ published columns), cells mean ± sd [CI] of the reported metric."""
+    """Per suite: rows benchmark, columns model (+ published columns), cells mean ± sd [CI] of the reported metric.
+
+    A published value is shown only for the same suite, benchmark and metric as ours, so that a benchmark
+    evaluated with another metric than the literature's is never set beside a number it cannot be compared
+    with; the sources of the published columns are listed under each table.
+    """
     lines = []
     for suite in sorted(set(suites.values())):
         benchmarks = sorted(b for b, s in suites.items() if s == suite)
         rows = summary.loc[summary["benchmark"].isin(benchmarks)]
         rows = rows.loc[[m == reported[b] for b, m in zip(rows["benchmark"], rows["metric"])]]
         models = sorted(rows["model"].unique())
-        pub = published.loc[published["suite"] == suite] if published is not None else pd.DataFrame()
-        pub_models = sorted(pub["model"].unique()) if not pub.empty else []
-        header = ["benchmark", "metric", *models, *[f"{m} (published)" for m in pub_models]]
-        lines += [f"### {suite}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        pub = pd.DataFrame(columns=["benchmark", "model", "metric", "value", "source"])
+        if published is not None:
+            pub = published.loc[(published["suite"] == suite) & published["benchmark"].isin(benchmarks)]
+            pub = pub.loc[[m == reported[b] for b, m in zip(pub["benchmark"], pub["metric"])]]
+        pub_models = sorted(pub["model"].unique())
+        header = ["benchmark", "metric", *models, *[f"published: {m}" for m in pub_models]]
+        lines += [f"### {SUITE_TITLES.get(suite, suite)}", "", "| " + " | ".join(header) + " |",
+                  "|" + "---|" * len(header)]
         for benchmark in benchmarks:
             cells = [benchmark, reported[benchmark]]
             for model in models:
@@ -110,12 +128,14 @@ def markdown_table(
                 cells.append(_cell(r.iloc[0]) if not r.empty else "–")
             for model in pub_models:
                 p = pub.loc[(pub["benchmark"] == benchmark) & (pub["model"] == model)]
-                cells.append(f"{p['value'].iloc[0]:.3f}" if not p.empty else "–")
+                cells.append(f"{float(p['value'].iloc[0]):.3f}" if not p.empty else "–")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
         if pub_models:
-            sources = sorted(set(pub["source"]))
-            lines += [f"Published numbers: {'; '.join(sources)}.", ""]
+            lines.append("Published numbers:")
+            for source, group in pub.groupby("source", sort=True):
+                lines.append(f"- {', '.join(sorted(group['model'].unique()))}: {source}")
+            lines.append("")
     return "\n".join(lines)
 
 
@@ -207,6 +227,54 @@ def plot_pretraining(metric_logs: dict[str, Path], path: Path) -> None:
     _savefig(fig, path)
 
 
+LENGTH_EXTRAPOLATION_KEYS = ["benchmark", "model", "arch", "multiple", "length", "interpolation", "metric"]
+
+
+def length_extrapolation_table(tables: Sequence[str | os.PathLike], reported: dict[str, str]) -> pd.DataFrame:
+    """Per benchmark, model, multiple, length and interpolation: ``mean``, ``sd`` and ``n_seeds`` of the
+    benchmark's reported metric over the per-run extrapolation tables (``longdna.eval.extrapolation``)."""
+    runs = pd.concat([pd.read_csv(t) for t in tables], ignore_index=True)
+    runs = runs.loc[[m == reported[b] for b, m in zip(runs["benchmark"], runs["metric"])]]
+    grouped = runs.groupby(LENGTH_EXTRAPOLATION_KEYS, sort=True)["value"]
+    table = grouped.agg(mean="mean", sd=lambda v: v.std(ddof=1) if v.size > 1 else 0.0, n_seeds="size")
+    return table.reset_index()
+
+
+def plot_length_extrapolation(table: pd.DataFrame, path: Path) -> None:
+    """Reported metric against evaluation length / training length, one panel per benchmark, one line per
+    model; position interpolation dashed, starting from the model's own 1x point."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    benchmarks = sorted(table["benchmark"].unique())
+    fig, axes = plt.subplots(1, len(benchmarks), figsize=(5 * len(benchmarks), 4), squeeze=False)
+    for ax, benchmark in zip(axes[0], benchmarks):
+        rows = table.loc[table["benchmark"] == benchmark]
+        for j, model in enumerate(sorted(rows["model"].unique())):
+            own = rows.loc[rows["model"] == model]
+            marker = "os^Dv<>p"[j % 8]  # overlapping lines (models that all hold at 1.0) stay distinguishable
+            plain = own.loc[own["interpolation"] == "none"].sort_values("multiple")
+            ax.errorbar(plain["multiple"], plain["mean"], yerr=plain["sd"], fmt=f"{marker}-", color=f"C{j}",
+                        ms=7 - j, capsize=2, label=model)
+            interpolated = own.loc[own["interpolation"] == "position"]
+            if not interpolated.empty:
+                line = pd.concat([plain.loc[plain["multiple"] == 1], interpolated]).sort_values("multiple")
+                ax.errorbar(line["multiple"], line["mean"], yerr=line["sd"], fmt=f"{marker}--", color=f"C{j}",
+                            ms=7 - j, mfc="none", capsize=2, label=f"{model} (position interpolation)")
+        multiples = sorted(rows["multiple"].unique())
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(multiples, [f"{m:g}x" for m in multiples])
+        ax.axvline(1, color="grey", ls=":", lw=1)
+        ax.set_xlabel("evaluation length / training length")
+        ax.set_ylabel(f"test {rows['metric'].iloc[0]}")
+        ax.set_title(benchmark)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    _savefig(fig, path)
+
+
 def write_evaluation(
     run_dirs: Sequence[str | os.PathLike],
     pretrain_dirs: dict[str, str | os.PathLike],
@@ -214,8 +282,10 @@ def write_evaluation(
     published: str | os.PathLike | None = None,
     resamples: int = 1000,
     confidence: float = 0.95,
+    length_extrapolation: Sequence[str | os.PathLike] = (),
 ) -> None:
-    """Write every output of the evaluate stage into ``out_dir``."""
+    """Write every output of the evaluate stage into ``out_dir``; ``length_extrapolation`` (the per-run tables
+    of ``longdna.eval.extrapolation``) adds ``length_extrapolation.csv`` and its plot."""
     out_dir = Path(out_dir)
     run_dirs = [Path(d) for d in run_dirs]
     metrics = collect_metrics(run_dirs)
@@ -237,3 +307,8 @@ def write_evaluation(
     with atomic_path(out_dir / "extrapolation.csv", suffix=".csv") as tmp:
         extrapolation.to_csv(tmp, index=False)
     plot_pretraining({m: d / "metrics.jsonl" for m, d in pretrain_dirs.items()}, out_dir / "plots" / "pretraining.png")
+    if length_extrapolation:
+        lengths = length_extrapolation_table(length_extrapolation, reported)
+        with atomic_path(out_dir / "length_extrapolation.csv", suffix=".csv") as tmp:
+            lengths.to_csv(tmp, index=False)
+        plot_length_extrapolation(lengths, out_dir / "plots" / "length_extrapolation.png")

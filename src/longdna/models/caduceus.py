@@ -114,7 +114,7 @@ class RCPS(nn.Module):
 
 
 #: pooling a position on the forward strand = pooling its mirror on the RC strand
-_MIRRORED_POOLING = {"mean": "mean", "last": "first", "first": "last"}
+_MIRRORED_POOLING = {"mean": "mean", "max": "max", "last": "first", "first": "last"}
 
 
 class Caduceus(Mamba):

@@ -61,6 +61,7 @@ from torch import Tensor, nn
 
 from longdna import vocab
 from longdna.models.base import DNALanguageModel, no_weight_decay, padded_vocab_size
+from longdna.models.layers import RMSNorm
 from longdna.models.scan import linear_scan, linear_scan_reference
 
 #: bound on d sqrt(x) / dx inside the RG-LRU (the reference's value): without it 1 - a_t^2 -> 0 makes the
@@ -127,21 +128,6 @@ def residual_scale(config: HawkConfig) -> float:
     """Variance scale of the projections that write into the residual stream: with 2 / n_layer the
     2 * n_layer residual branches together add a depth-independent variance."""
     return 2.0 / max(config.n_layer, 1)
-
-
-class RMSNorm(nn.Module):
-    """x / rms(x) * weight, computed in at least float32."""
-
-    def __init__(self, width: int, eps: float = 1e-6) -> None:
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(width))
-
-    def forward(self, x: Tensor) -> Tensor:
-        dtype = torch.promote_types(x.dtype, torch.float32)
-        h = x.to(dtype)
-        h = h * torch.rsqrt(h.square().mean(-1, keepdim=True) + self.eps)
-        return (h * self.weight.to(dtype)).to(x.dtype)
 
 
 class BlockDiagonalLinear(nn.Module):

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from longdna import vocab
 from longdna.models.base import DNALanguageModel, no_weight_decay, padded_vocab_size
+from longdna.models.layers import RMSNorm
 from longdna.models.scan import linear_scan
 
 try:  # optional fused kernel (state-spaces/mamba, CUDA only); everything works without it
@@ -236,25 +237,6 @@ class MambaMixer(nn.Module):
         padded = torch.cat([history.to(x.dtype), x], dim=1)  # (B, d_conv - 1 + l, E)
         out = self.conv1d(padded.transpose(1, 2)).transpose(1, 2)
         return out, padded[:, x.shape[1] :]
-
-
-class RMSNorm(nn.Module):
-    """x / rms(x) * weight over the last dimension, computed in at least fp32, returned in the weight's dtype
-    (the mixer after it runs in the parameters' dtype while the residual stream may be fp32)."""
-
-    def __init__(self, dim: int, eps: float = 1e-5) -> None:
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
-
-    def forward(self, x: Tensor) -> Tensor:
-        dtype = torch.promote_types(torch.promote_types(x.dtype, self.weight.dtype), torch.float32)
-        x = x.to(dtype)
-        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (x * self.weight.to(dtype)).to(self.weight.dtype)
-
-    def extra_repr(self) -> str:
-        return f"{self.weight.shape[0]}, eps={self.eps}"
 
 
 class ResidualBlock(nn.Module):

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from longdna import vocab
 from longdna.models.base import DNALanguageModel, padded_vocab_size
-from longdna.models.hawk import RMSNorm
+from longdna.models.layers import RMSNorm
 
 MLPS = ("gelu", "swiglu")
 NORMS = ("layernorm", "rmsnorm")

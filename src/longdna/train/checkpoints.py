@@ -1,9 +1,9 @@
 """Resumable training state on disk: ``step-XXXXXXXX/state.pt`` directories written atomically.
 
 A checkpoint holds everything needed to continue bit-for-bit: model, optimiser, the step and samples seen
-(the data position: every sample is a function of its index), the best validation loss so far, and the RNG
-states (Python, NumPy, torch CPU and CUDA). ``best.json`` names the step with the best validation loss; the
-store keeps the last ``keep_last`` checkpoints plus that one.
+(the data position: every sample is a function of its index) and the RNG states (Python, NumPy, torch CPU and
+CUDA) of every process. ``best.json`` names the checkpoint with the lowest validation loss; the store keeps
+the last ``keep_last`` checkpoints plus that one.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import torch
 from longdna.io import read_json, write_json
 
 STATE_FILE = "state.pt"
+BEST_FILE = "best.json"
 
 
 def rng_state() -> dict[str, Any]:
@@ -39,6 +40,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 class CheckpointStore:
+    """A directory of step checkpoints; only one process (the main one) may write to it."""
+
     def __init__(self, directory: str | os.PathLike, keep_last: int = 2) -> None:
         self.directory = Path(directory)
         self.keep_last = max(1, keep_last)
@@ -58,29 +61,42 @@ class CheckpointStore:
         return self.path(steps[-1]) if steps else None
 
     def best(self) -> dict[str, Any] | None:
-        file = self.directory / "best.json"
+        """``{"step", "valid_loss"}`` of the best checkpoint, or None before the first validated one."""
+        file = self.directory / BEST_FILE
         return read_json(file) if file.exists() else None
 
-    def save(self, step: int, state: dict[str, Any]) -> Path:
-        """Write ``state`` for ``step`` (a complete directory appears, or nothing), then prune old ones."""
+    def save(self, step: int, state: dict[str, Any], valid_loss: float | None = None) -> Path:
+        """Write ``state`` for ``step`` (a complete directory appears, or nothing); if ``valid_loss`` beats the
+        best so far, mark this checkpoint best; then prune old ones."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._remove_partial_writes()
         final = self.path(step)
         tmp = Path(tempfile.mkdtemp(prefix=f".step-{step:08d}.", dir=self.directory))
         try:
             torch.save(state, tmp / STATE_FILE)
-            if final.exists():
-                shutil.rmtree(final)
+            if final.exists():  # rewriting a step: move the old one aside so ``final`` is never half-present
+                os.replace(final, tmp / "previous")
             os.replace(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(final / "previous", ignore_errors=True)
+        best = self.best()
+        if valid_loss is not None and (best is None or valid_loss < best["valid_loss"]):
+            self.mark_best(step, valid_loss)
         self._prune()
         return final
 
     def mark_best(self, step: int, valid_loss: float) -> None:
-        write_json(self.directory / "best.json", {"step": step, "valid_loss": valid_loss})
+        write_json(self.directory / BEST_FILE, {"step": step, "valid_loss": valid_loss})
 
     def load(self, path: Path) -> dict[str, Any]:
+        # the state holds NumPy RNG tuples and config dicts, hence not weights_only
         return torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
+
+    def _remove_partial_writes(self) -> None:
+        """Temporary directories left by a process killed mid-save (SIGKILL after the SIGTERM grace period)."""
+        for leftover in self.directory.glob(".step-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
 
     def _prune(self) -> None:
         best = self.best()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -24,7 +25,7 @@ class Distributed:
         return self.rank == 0
 
     @classmethod
-    def from_env(cls) -> "Distributed":
+    def from_env(cls) -> Distributed:
         """Read torchrun's environment; initialise the process group when there is more than one process."""
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
         if world_size == 1:
@@ -46,6 +47,14 @@ class Distributed:
         if self.enabled:
             dist.all_reduce(tensor, op=op)
         return tensor
+
+    def gather_objects(self, obj: Any) -> list[Any]:
+        """Every process's ``obj``, in rank order, on every process (picklable objects; small ones only)."""
+        if not self.enabled:
+            return [obj]
+        gathered: list[Any] = [None] * self.world_size
+        dist.all_gather_object(gathered, obj)
+        return gathered
 
     def barrier(self) -> None:
         if self.enabled:

@@ -9,10 +9,15 @@ Sequence length: a sequence longer than ``max_length`` keeps its ``keep`` part (
 causal models, so the last position is a real base, right for bidirectional ones). Pooling ignores padding.
 Recurrent and convolutional backbones may run longer than they were pretrained on; nothing is truncated
 unless ``max_length`` says so.
+
+With ``save_model`` the run also writes the fine-tuned classifier (``model.safetensors``: backbone and head;
+``model.json``: what :func:`load_finetuned` needs to rebuild it), so that it can be evaluated again later, e.g.
+on the test split re-cut at other lengths (:mod:`longdna.eval.extrapolation`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sys
@@ -25,15 +30,19 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_model, save_model
 from torch import Tensor
 
 from longdna import vocab
-from longdna.data.benchmarks import BenchmarkInfo, read_benchmark
+from longdna.data.benchmarks import BenchmarkInfo, is_variant_benchmark, read_benchmark
 from longdna.eval.metrics import compute_metrics
-from longdna.io import atomic_path, write_json
+from longdna.io import atomic_path, read_json, write_json
 from longdna.models import SequenceClassifier, build_model, load_pretrained, read_checkpoint_config
 from longdna.models.base import POOLINGS, config_from_dict
 from longdna.train.optim import build_optimizer, warmup_cosine
+
+MODEL_FILE = "model.safetensors"
+MODEL_INFO_FILE = "model.json"
 
 
 @dataclass
@@ -62,6 +71,7 @@ class FinetuneConfig:
     padding_side: str = "auto"  # auto | left | right
     precision: str = "auto"  # auto (bf16 on CUDA) | fp32 | bf16
     threads: int | None = None
+    save_model: bool = False  # write the fine-tuned classifier (model.safetensors, model.json) into the run
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "FinetuneConfig":
@@ -208,6 +218,9 @@ def finetune(
     if config.threads:
         torch.set_num_threads(config.threads)
     frame, info = read_benchmark(benchmark_dir)
+    if is_variant_benchmark(frame):
+        raise ValueError(f"{benchmark_dir} is a variant-effect benchmark (reference/alternative pairs): score it"
+                         " with longdna.eval.variant_effect, not by fine-tuning on the reference sequences")
     split = train_valid_split(frame, info, config, seed).to_numpy()
     torch.manual_seed(seed)
     model = build_classifier(info, config, backbone_dir, architecture)
@@ -217,11 +230,12 @@ def finetune(
     sequences = [crop(vocab.encode(s, where=f"{benchmark_dir}: row {i + 1}"), config.max_length, config.keep)
                  for i, s in enumerate(frame["sequence"])]
     labels = _label_array(frame["label"], info)
-    if info.task == "regression":  # train on standardised targets; report in original units
+    if info.task == "regression":  # train on standardised targets (each output its own); report in original units
         train_targets = labels[split == "train"]
-        shift, scale = float(train_targets.mean()), float(train_targets.std() or 1.0)
+        shift, scale = train_targets.mean(0), train_targets.std(0)
+        scale = np.where(scale > 0, scale, 1.0)
     else:
-        shift, scale = 0.0, 1.0
+        shift, scale = np.zeros(1), np.ones(1)
     rows = {name: np.flatnonzero(split == name) for name in ("train", "valid", "test")}
     lengths = np.array([s.size for s in sequences])
     eval_batch = config.eval_batch_size or config.batch_size
@@ -303,7 +317,7 @@ def finetune(
         predictions.append(pd.DataFrame({
             "split": name,
             "row": rows[name],
-            "label": list(labels[rows[name]]) if info.task == "multilabel" else labels[rows[name]],
+            "label": list(labels[rows[name]]) if labels.ndim > 1 else labels[rows[name]],
             "prediction": _point_predictions(info.task, outputs),
             "scores": list(outputs),
         }))
@@ -321,12 +335,46 @@ def finetune(
         "metrics": results,
         "config": asdict(config),
     }
+    if config.save_model:  # before metrics.json: a run with metrics is a complete run
+        save_finetuned(model, out_dir, info, config, train_length=int(lengths[rows["train"]].max()),
+                       target_shift=shift, target_scale=scale)
     with atomic_path(out_dir / "predictions.parquet", suffix=".parquet") as tmp:
         pd.concat(predictions, ignore_index=True).to_parquet(tmp, index=False)
     with atomic_path(out_dir / "history.csv", suffix=".csv") as tmp:
         pd.DataFrame(history).to_csv(tmp, index=False)
     write_json(out_dir / "metrics.json", summary)
     return summary
+
+
+def save_finetuned(model: SequenceClassifier, out_dir: Path, info: BenchmarkInfo, config: FinetuneConfig,
+                   train_length: int, target_shift: np.ndarray, target_scale: np.ndarray) -> None:
+    """``model.safetensors`` (the classifier's weights) and ``model.json`` (how to rebuild and apply it)."""
+    backbone = model.backbone
+    init_fields = {f.name for f in dataclasses.fields(backbone.config) if f.init}
+    with atomic_path(out_dir / MODEL_FILE, suffix=".safetensors") as tmp:
+        save_model(model, str(tmp))
+    write_json(out_dir / MODEL_INFO_FILE, {
+        "kind": "classifier",
+        "arch": backbone.arch,
+        "backbone_config": {k: v for k, v in dataclasses.asdict(backbone.config).items() if k in init_fields},
+        "task": info.task,
+        "num_outputs": info.num_outputs,
+        "pooling": config.pooling,
+        "rc_conjoin": config.rc_conjoin,
+        "train_length": train_length,  # longest training sequence after cropping: the model's training length
+        "target_shift": np.asarray(target_shift, dtype=float).tolist(),
+        "target_scale": np.asarray(target_scale, dtype=float).tolist(),
+    })
+
+
+def load_finetuned(run_dir: str | os.PathLike, **backbone_overrides: Any) -> tuple[SequenceClassifier, dict[str, Any]]:
+    """The classifier a ``save_model`` run wrote (eval mode) and its ``model.json``; ``backbone_overrides``
+    change settings that keep the weights' shapes (``rope_scaling`` for position interpolation)."""
+    meta = read_json(Path(run_dir) / MODEL_INFO_FILE)
+    backbone = build_model(meta["arch"], **{**meta["backbone_config"], **backbone_overrides})
+    model = SequenceClassifier(backbone, meta["num_outputs"], pooling=meta["pooling"], rc_conjoin=meta["rc_conjoin"])
+    load_model(model, str(Path(run_dir) / MODEL_FILE), strict=True)
+    return model.eval(), meta
 
 
 def _point_predictions(task: str, outputs: np.ndarray) -> Any:
@@ -341,6 +389,7 @@ def _point_predictions(task: str, outputs: np.ndarray) -> Any:
 def _label_array(labels: pd.Series, info: BenchmarkInfo) -> np.ndarray:
     if info.task == "classification":
         return labels.to_numpy().astype(np.int64)
-    if info.task == "regression":
+    if info.task == "regression" and info.num_outputs == 1:
         return labels.to_numpy().astype(np.float64)
-    return np.stack([np.asarray(v, dtype=np.int64) for v in labels])
+    dtype = np.float64 if info.task == "regression" else np.int64
+    return np.stack([np.asarray(v, dtype=dtype) for v in labels])

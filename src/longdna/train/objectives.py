@@ -7,7 +7,8 @@ seeded by ``(seed, sample index)``, so a sample is the same in any worker, proce
 
 from __future__ import annotations
 
-import numpy as np
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -18,19 +19,20 @@ from longdna.data.windows import mix64
 
 IGNORE_INDEX = -100
 NOT_TARGETS = (vocab.N, vocab.PAD)
+_NOT_TARGETS = torch.tensor(NOT_TARGETS)
 
 
 def causal_example(window: Tensor) -> tuple[Tensor, Tensor]:
     """Next-token prediction: a window of L+1 tokens gives inputs w[:-1] and targets w[1:]."""
     targets = window[1:].clone()
-    targets[torch.isin(targets, torch.tensor(NOT_TARGETS))] = IGNORE_INDEX
+    targets[torch.isin(targets, _NOT_TARGETS)] = IGNORE_INDEX
     return window[:-1], targets
 
 
 def masked_example(window: Tensor, probability: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """BERT masking: each eligible base is selected with ``probability``; selected positions become [MASK]
     (80 %), a random base A/C/G/T (10 %) or stay unchanged (10 %). Only selected positions are targets."""
-    eligible = ~torch.isin(window, torch.tensor(NOT_TARGETS))
+    eligible = ~torch.isin(window, _NOT_TARGETS)
     selected = (torch.rand(window.shape, generator=generator) < probability) & eligible
     action = torch.rand(window.shape, generator=generator)
     random_bases = torch.randint(vocab.A, vocab.T + 1, window.shape, generator=generator)
@@ -75,4 +77,5 @@ def token_loss_sum(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
     return loss, (targets != IGNORE_INDEX).sum()
 
 
-BITS_PER_NAT = 1 / np.log(2)
+#: converts a loss in nats to bits (per base, for single-nucleotide tokens)
+BITS_PER_NAT = 1 / math.log(2)

@@ -9,8 +9,9 @@ from torch import nn
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups: decoupled weight decay on matrices only; none on norms, biases, embeddings-free vectors,
-    and parameters flagged by their module (Hyena filters, SSM dynamics) with ``_no_weight_decay``."""
+    """AdamW groups: decoupled weight decay on matrices (and embeddings) only; none on vectors (norm scales,
+    biases) or on parameters flagged by their module with ``_no_weight_decay`` (Hyena filters, SSM dynamics),
+    as in HyenaDNA. Frozen parameters are left out."""
     decay, no_decay = [], []
     for param in dict.fromkeys(model.parameters()):  # shared tensors once
         if not param.requires_grad:
@@ -28,12 +29,13 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 def build_optimizer(
     model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.999)
 ) -> torch.optim.AdamW:
+    """AdamW over :func:`parameter_groups`; the caller sets ``group["lr"]`` each step from a schedule."""
     return torch.optim.AdamW(parameter_groups(model, weight_decay), lr=lr, betas=tuple(betas))
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
-    """Learning-rate factor: linear warm-up from 0 to 1 over ``warmup_steps``, then cosine decay to
-    ``min_ratio`` at ``total_steps``."""
+    """Learning-rate factor of 0-based ``step``: linear warm-up over ``warmup_steps`` (1/warmup_steps at
+    step 0, 1 at step warmup_steps - 1), then cosine decay to ``min_ratio`` at ``total_steps``."""
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))

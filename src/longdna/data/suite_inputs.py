@@ -1,0 +1,235 @@
+"""Reading the source files of benchmark suites, with errors that name the file and the row.
+
+Shared by the GenomicBenchmarks, Nucleotide Transformer and user-data suites (``longdna.data.suites``):
+
+* :func:`load_registry`: a suite's registry, ``resources/benchmarks/<suite>.yaml`` (files, URLs, checksums);
+* :func:`fetch_input`: a URL downloaded into the cache (resumable, verified when a sha256 is known) or a
+  local path;
+* :func:`read_labelled_fasta`: the records of a FASTA whose headers carry the label;
+* :func:`check_columns`, :func:`check_sequences`, :func:`check_intervals`, :func:`encode_labels`,
+  :func:`float_labels`, :func:`check_splits`: validation of what was read.
+
+Rows are numbered from 1 over the data, as in ``longdna.data.benchmarks`` (a CSV's header line and a BED's
+comment lines are not counted); FASTA records are numbered from 1 in file order, and their header line is
+given too. Every check runs before anything is written, and :func:`longdna.data.benchmarks.write_benchmark`
+writes atomically, so a bad input leaves no benchmark behind.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from longdna import vocab
+from longdna.data.benchmarks import SPLITS, BenchmarkFormatError
+from longdna.data.download import Checksum, download, verify_checksum
+from longdna.data.fasta import open_maybe_gzip
+from longdna.data.genome import _cache_path
+
+#: the registries live in the repository next to the workflow, like every other pinned external resource
+REGISTRY_DIR = Path(__file__).resolve().parents[3] / "resources" / "benchmarks"
+REMOTE_SCHEMES = ("http", "https", "ftp")
+#: ``label=VALUE`` / ``split=VALUE`` fields of a FASTA header, separated by whitespace or ``|``
+_HEADER_FIELD = re.compile(r"(?:^|[\s|])(label|split)=([^\s|]+)")
+
+
+def load_registry(suite: str, directory: str | os.PathLike = REGISTRY_DIR) -> dict[str, Any]:
+    path = Path(directory) / f"{suite}.yaml"
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+def is_remote(location: str) -> bool:
+    return urllib.parse.urlsplit(location).scheme.lower() in REMOTE_SCHEMES
+
+
+def fetch_input(location: str, cache_dir: str | os.PathLike, sha256: str | None = None, *,
+                what: str = "input", progress: bool = False) -> Path:
+    """``location`` as a local file: a URL is downloaded into ``cache_dir`` (a mirror of host and path, reused
+    once complete), a ``file://`` URL or a path is used in place. With ``sha256`` the file is verified."""
+    checksum = Checksum("sha256", sha256, what) if sha256 else None
+    if is_remote(location):
+        return download(location, _cache_path(Path(cache_dir), location), checksum, progress=progress)
+    parts = urllib.parse.urlsplit(location)
+    path = Path(urllib.request.url2pathname(parts.path) if parts.scheme.lower() == "file" else location)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what}: {path} does not exist")
+    if checksum is not None:
+        verify_checksum(path, checksum, str(path))
+    return path
+
+
+def check_columns(frame: pd.DataFrame, required: Sequence[str], where: str) -> None:
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise BenchmarkFormatError(f"{where}: missing column(s) {missing}; found {list(map(str, frame.columns))}")
+
+
+def check_sequences(sequences: Sequence[object], where: str, unit: str = "row") -> None:
+    """Every entry is a non-empty string of IUPAC nucleotide codes; the error names the first bad one."""
+    for i, sequence in enumerate(sequences):
+        if not isinstance(sequence, str) or not sequence:
+            raise BenchmarkFormatError(f"{where}: {unit} {i + 1}: empty or missing sequence")
+    try:  # one pass over everything; the per-row pass below only runs to name the culprit
+        vocab.encode("".join(sequences), where=where)  # type: ignore[arg-type]
+        return
+    except vocab.InvalidSequenceError:
+        pass
+    for i, sequence in enumerate(sequences):
+        try:
+            vocab.encode(sequence, where=f"{where}: {unit} {i + 1}")  # type: ignore[arg-type]
+        except vocab.InvalidSequenceError as exc:
+            raise BenchmarkFormatError(str(exc)) from None
+
+
+def _is_missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() == ""
+
+
+def _label_text(value: object) -> str:
+    """A label as text: integral floats (from a numeric column with gaps) lose their ``.0``."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _sorted_classes(values: set[str]) -> list[str]:
+    """Numbers in numeric order (2 before 10), anything else in text order."""
+    try:
+        return sorted(values, key=float)
+    except ValueError:
+        return sorted(values)
+
+
+def encode_labels(values: Sequence[object], where: str, classes: Sequence[object] | None = None,
+                  unit: str = "row") -> tuple[np.ndarray, list[str]]:
+    """Class ids of ``values`` and the class names in id order.
+
+    With ``classes`` (the declared class names in id order) a value outside them is an error naming the
+    row; without, the classes are the distinct values, numbers sorted numerically, text alphabetically.
+    """
+    texts = []
+    for i, value in enumerate(values):
+        if _is_missing(value):
+            raise BenchmarkFormatError(f"{where}: {unit} {i + 1}: missing label")
+        texts.append(_label_text(value))
+    names = [_label_text(c) for c in classes] if classes is not None else _sorted_classes(set(texts))
+    index = {name: i for i, name in enumerate(names)}
+    ids = np.empty(len(texts), dtype=np.int64)
+    for i, text in enumerate(texts):
+        if text not in index:
+            raise BenchmarkFormatError(f"{where}: {unit} {i + 1}: unknown label {text!r} (classes: {names})")
+        ids[i] = index[text]
+    return ids, names
+
+
+def float_labels(values: Sequence[object], where: str, unit: str = "row") -> np.ndarray:
+    """Regression targets; anything that is not a finite number is an error naming the row."""
+    out = np.empty(len(values), dtype=np.float64)
+    for i, value in enumerate(values):
+        try:
+            out[i] = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            out[i] = np.nan
+        if not np.isfinite(out[i]):
+            raise BenchmarkFormatError(f"{where}: {unit} {i + 1}: regression label {value!r} is not a finite number")
+    return out
+
+
+def check_splits(splits: Sequence[object], where: str, unit: str = "row") -> None:
+    """Split names are train/valid/test, and train and test both have rows."""
+    for i, split in enumerate(splits):
+        if split not in SPLITS:
+            raise BenchmarkFormatError(f"{where}: {unit} {i + 1}: split {split!r} is not one of {SPLITS}")
+    counts = pd.Series(list(splits), dtype=object).value_counts().to_dict()
+    for split in ("train", "test"):
+        if not counts.get(split):
+            raise BenchmarkFormatError(f"{where}: the {split} split is empty (rows per split: {counts})")
+
+
+def check_intervals(table: pd.DataFrame, lengths: dict[str, int], where: str, reference: str,
+                    strands: Sequence[str] = ("+", "-")) -> pd.DataFrame:
+    """``table`` (chrom, start, end, strand) with integer coordinates after checking every row against the
+    reference's sequence lengths: known sequence, 0 <= start < end <= length, a valid strand."""
+    for column in ("start", "end"):
+        numbers = pd.to_numeric(table[column], errors="coerce")
+        bad = numbers.isna() | (numbers != numbers.round())
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise BenchmarkFormatError(f"{where}: row {row + 1}: {column} {table[column].iloc[row]!r} is not an integer")
+    checked = table.assign(start=pd.to_numeric(table["start"]).astype(np.int64),
+                           end=pd.to_numeric(table["end"]).astype(np.int64)).reset_index(drop=True)
+    length = checked["chrom"].map(lengths)
+    problems = [
+        (length.isna(), lambda r: f"sequence {r.chrom!r} is not in {reference}"
+                                  f" (it has {_examples(list(lengths))})"),
+        (~checked["strand"].isin(strands), lambda r: f"strand {r.strand!r} is not one of {list(strands)}"),
+        (checked["start"] < 0, lambda r: f"start {r.start} < 0"),
+        (checked["start"] >= checked["end"], lambda r: f"start {r.start} >= end {r.end}"),
+        (checked["end"] > length.fillna(np.inf), lambda r: f"end {r.end} is past the end of {r.chrom}"
+                                                          f" ({lengths.get(r.chrom)} bp)"),
+    ]
+    for bad, reason in problems:
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise BenchmarkFormatError(f"{where}: row {row + 1}: {reason(checked.iloc[row])}"
+                                       f" ({int(bad.sum())} such rows)")
+    return checked
+
+
+def _examples(names: list[str], n: int = 5) -> str:
+    return ", ".join(names[:n]) + (f", ... ({len(names)} sequences)" if len(names) > n else "")
+
+
+def read_labelled_fasta(path: str | os.PathLike, where: str) -> pd.DataFrame:
+    """Records of a FASTA (plain or gzip) whose headers carry the label: columns ``id, sequence, label`` and
+    ``split`` (None where the header has none).
+
+    Header rule: a ``label=VALUE`` field (fields separated by whitespace or ``|``) gives the label; without
+    one, the label is the text after the last ``|`` of the first word, the layout of the Nucleotide
+    Transformer and HyenaDNA files (``>chr1:100-600|1``). A ``split=VALUE`` field gives the split. The id is
+    the first word, less a trailing ``|label``. Sequences are not checked here (see :func:`check_sequences`).
+    """
+    records: list[list[Any]] = []
+    chunks: list[str] = []
+    with open_maybe_gzip(path) as fh:
+        for number, raw in enumerate(fh, start=1):
+            line = raw.decode("utf-8", errors="replace").strip()
+            if line.startswith(">"):
+                if records:
+                    records[-1][1] = "".join(chunks)
+                records.append(_parse_header(line[1:], where, len(records) + 1, number))
+                chunks = []
+            elif line:
+                if not records:
+                    raise BenchmarkFormatError(f"{where}: line {number}: not FASTA: sequence before the first '>' header")
+                chunks.append(line)
+    if records:
+        records[-1][1] = "".join(chunks)
+    return pd.DataFrame(records, columns=["id", "sequence", "label", "split"])
+
+
+def _parse_header(header: str, where: str, record: int, line: int) -> list[Any]:
+    words = header.split()
+    if not words:
+        raise BenchmarkFormatError(f"{where}: record {record} (line {line}): empty header")
+    fields = dict(m.groups() for m in _HEADER_FIELD.finditer(header))
+    first = words[0]
+    label = fields.get("label")
+    if label is None and "|" in first:
+        first, label = first.rsplit("|", 1)
+    if not label:
+        raise BenchmarkFormatError(
+            f"{where}: record {record} (line {line}): header {'>' + header!r} has no label"
+            " (write '>name|label' or a 'label=VALUE' field)"
+        )
+    return [first, "", label, fields.get("split")]

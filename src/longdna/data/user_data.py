@@ -1,0 +1,189 @@
+"""Your own labelled data as a benchmark: tables, FASTA or BED intervals, classes or regression targets.
+
+``format`` (required) and what each needs (``path`` is a local path or an http(s)/ftp URL, downloaded into
+the cache and checked against ``sha256`` when given):
+
+``csv`` / ``tsv`` / ``parquet``
+    a table with columns ``sequence``, the label (``label_column``, default ``label``), optionally ``split``
+    (``train``/``valid``/``test``) and ``id``. Other columns are ignored.
+``fasta``
+    plain or gzipped FASTA with the label in each header: a ``label=VALUE`` field (fields separated by
+    whitespace or ``|``), else the text after the last ``|`` of the header's first word (``>seq7|enhancer``);
+    an optional ``split=VALUE`` field gives the split (see :func:`~longdna.data.suite_inputs.read_labelled_fasta`).
+``bed``
+    tab-separated intervals cut from the benchmark's ``genome`` (0-based, half-open; reverse-complemented on
+    strand ``-``). Columns: a ``#``-prefixed header line names them (it must name ``chrom``, ``start``,
+    ``end``; ``strand`` and ``split`` are used when present); without one they are the BED columns ``chrom,
+    start, end, name, score, strand``. ``label_column`` (required) names the label's column. ``track`` and
+    ``browser`` lines are skipped.
+
+``task_type``: ``classification`` (default) or ``regression``. Class labels may be any text or numbers; they
+become ids 0..K-1 in the order of ``labels`` if given (a label outside it is an error), else in sorted order
+(numbers numerically, text alphabetically); the names are kept as ``label_names``. Regression labels must be
+finite numbers. ``metric``: as given, else ``accuracy`` (classification) or ``pearson`` (regression).
+
+Without a ``split`` column (or header fields) the rows are split 80/20 into train and test at random,
+stratified by class for classification; ``seed`` (default 0) fixes the draw.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from longdna.data.benchmarks import BenchmarkFormatError, BenchmarkInfo, write_benchmark
+from longdna.data.fasta import fasta_lengths
+from longdna.data.suite_inputs import (
+    check_columns,
+    check_intervals,
+    check_sequences,
+    check_splits,
+    encode_labels,
+    fetch_input,
+    float_labels,
+    read_labelled_fasta,
+)
+from longdna.data.windows import fetch_interval_sequences
+from longdna.eval.metrics import CLASSIFICATION, REGRESSION
+
+SUITE = "user"
+FORMATS = ("csv", "tsv", "parquet", "fasta", "bed")
+TASK_TYPES = {"classification": ("accuracy", CLASSIFICATION), "regression": ("pearson", REGRESSION)}
+BED_COLUMNS = ("chrom", "start", "end", "name", "score", "strand")
+TEST_FRACTION = 0.2
+
+
+def random_split(labels: np.ndarray | None, n: int, seed: int) -> np.ndarray:
+    """``train``/``test`` for ``n`` rows, TEST_FRACTION of them test; per class when ``labels`` are given."""
+    rng = np.random.default_rng([seed, 0x7E57])
+    split = np.full(n, "train", dtype=object)
+    groups = [np.flatnonzero(labels == k) for k in np.unique(labels)] if labels is not None else [np.arange(n)]
+    for rows in groups:
+        split[rng.permutation(rows)[: round(TEST_FRACTION * rows.size)]] = "test"
+    return split
+
+
+def _read_table(path: Path, fmt: str, where: str) -> pd.DataFrame:
+    try:
+        if fmt == "parquet":
+            return pd.read_parquet(path)
+        # text keeps labels as written ("01" stays "01") and empty cells empty, so errors quote the file
+        return pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", dtype=str, keep_default_na=False)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise BenchmarkFormatError(f"{where}: cannot read as {fmt} ({type(exc).__name__}: {exc})") from None
+
+
+def _read_bed(path: Path, where: str) -> pd.DataFrame:
+    with open(path) as fh:
+        lines = [line.rstrip("\r\n") for line in fh]
+    lines = [line for line in lines if line.strip() and not line.startswith(("track", "browser"))]
+    header = None
+    if lines and lines[0].startswith("#"):
+        header = lines.pop(0)[1:].strip().split("\t")
+    rows = [line.split("\t") for line in lines if not line.startswith("#")]
+    width = len(header) if header else max((len(r) for r in rows), default=3)
+    for i, row in enumerate(rows):
+        if len(row) != width or (header is None and len(row) < 3):
+            raise BenchmarkFormatError(f"{where}: row {i + 1}: {len(row)} tab-separated fields, expected {width}")
+    names = header or [*BED_COLUMNS, *(f"column{k}" for k in range(7, width + 1))][:width]
+    return pd.DataFrame(rows, columns=names)
+
+
+def _read_examples(name: str, spec: dict[str, Any], path: Path, where: str,
+                   genome_fasta: str | os.PathLike | None) -> tuple[pd.DataFrame, str, str]:
+    """(the examples as read, the label's column, what a row is called in errors) for ``spec["format"]``."""
+    fmt = spec["format"]
+    label_column = spec.get("label_column", "label")
+    if fmt == "fasta":
+        if "label_column" in spec:
+            raise ValueError(f"benchmarks.{name}: FASTA labels come from the headers; remove label_column")
+        table = read_labelled_fasta(path, where)
+        if table.empty:
+            raise BenchmarkFormatError(f"{where}: no FASTA records")
+        return (table.drop(columns="split") if table["split"].isna().all() else table), "label", "record"
+    if fmt == "bed":
+        if genome_fasta is None:
+            raise ValueError(f"benchmarks.{name}: BED intervals need the benchmark's `genome`")
+        if "label_column" not in spec:
+            raise ValueError(f"benchmarks.{name}: BED data needs `label_column` (the column holding the label)")
+        table = _read_bed(path, where)
+        check_columns(table, ["chrom", "start", "end", label_column], where)
+    else:
+        table = _read_table(path, fmt, where)
+        check_columns(table, ["sequence", label_column], where)
+    if table.empty:
+        raise BenchmarkFormatError(f"{where}: no rows")
+    return table, label_column, "row"
+
+
+def prepare_user_benchmark(
+    name: str,
+    spec: dict[str, Any],
+    out_dir: str | os.PathLike,
+    genome_fasta: str | os.PathLike | None,
+    cache_dir: str | os.PathLike,
+) -> pd.DataFrame:
+    """Read ``spec["path"]`` in ``spec["format"]`` (see the module docstring) and write the benchmark."""
+    fmt = spec.get("format")
+    if fmt not in FORMATS:
+        raise ValueError(f"benchmarks.{name}: format must be one of {FORMATS}, not {fmt!r}")
+    if "path" not in spec:
+        raise ValueError(f"benchmarks.{name}: suite 'user' needs `path` (a file or URL)")
+    task = spec.get("task_type", "classification")
+    if task not in TASK_TYPES:
+        raise ValueError(f"benchmarks.{name}: task_type must be one of {sorted(TASK_TYPES)} for user data, not {task!r}")
+    if task == "regression" and "labels" in spec:
+        raise ValueError(f"benchmarks.{name}: `labels` lists classes; a regression task has none")
+    default_metric, metrics = TASK_TYPES[task]
+    metric = spec.get("metric", default_metric)
+    if metric not in metrics:
+        raise ValueError(f"benchmarks.{name}: metric {metric!r} is not a {task} metric {metrics}")
+    where = str(spec["path"])
+    path = fetch_input(where, cache_dir, spec.get("sha256"), what=f"benchmarks.{name}.path")
+
+    table, label_column, unit = _read_examples(name, spec, path, where, genome_fasta)
+    values = table[label_column].tolist()
+    if task == "classification":
+        labels, label_names = encode_labels(values, where, spec.get("labels"), unit=unit)
+        num_outputs = len(label_names)
+    else:
+        labels, label_names, num_outputs = float_labels(values, where, unit=unit), [], 1
+    if "split" in table.columns:
+        split = table["split"].astype(object).where(table["split"].notna(), None).tolist()
+        check_splits(split, where, unit=unit)
+        split_note = f"splits from the `split` {'fields' if fmt == 'fasta' else 'column'}"
+    else:
+        split = random_split(labels if task == "classification" else None, len(table), int(spec.get("seed", 0)))
+        split_note = (f"random {1 - TEST_FRACTION:.0%}/{TEST_FRACTION:.0%} train/test split"
+                      f"{', stratified by class' if task == 'classification' else ''}, seed {int(spec.get('seed', 0))}")
+
+    if fmt == "bed":
+        strand = table["strand"] if "strand" in table.columns else pd.Series("+", index=table.index)
+        intervals = check_intervals(table.assign(strand=strand.replace(".", "+")), fasta_lengths(genome_fasta),
+                                    where, str(genome_fasta))
+        sequences = fetch_interval_sequences(genome_fasta, intervals[["chrom", "start", "end", "strand"]])
+        ids = [f"{c}:{s}-{e}({d})" for c, s, e, d in intervals[["chrom", "start", "end", "strand"]].itertuples(index=False)]
+    else:
+        sequences = table["sequence"].tolist()
+        check_sequences(sequences, where, unit=unit)
+        ids = table["id"].astype(str).tolist() if "id" in table.columns else None
+
+    frame = pd.DataFrame({"sequence": sequences, "label": labels, "split": split})
+    if ids is not None:
+        frame.insert(0, "id", ids)
+    info = BenchmarkInfo(
+        name=name,
+        task=task,
+        num_outputs=num_outputs,
+        metric=metric,
+        suite=SUITE,
+        label_names=label_names,
+        source=where + (f" (intervals of {genome_fasta})" if fmt == "bed" else ""),
+        notes=f"{fmt} user data; {split_note}",
+    )
+    write_benchmark(out_dir, frame, info)
+    return frame

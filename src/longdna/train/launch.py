@@ -1,0 +1,134 @@
+"""Launching a pretraining run on one process, one node's GPUs (``torchrun --standalone``) or several nodes.
+
+The workflow builds the command with :func:`launch_command` and runs it with :func:`run_command`, whose
+return value is the stage's exit status. ``torchrun`` reports any failed worker as status 1, so a preempted
+run (workers exit with :data:`~longdna.train.pretrain.PREEMPTED_EXIT_CODE` after their checkpoint) is
+recognised by the marker file the main worker writes, and mapped back to that status.
+
+On several nodes the command must run once per node (``srun --ntasks-per-node=1 ...``); the rendezvous host
+is ``MASTER_ADDR`` if set, else the first node of the SLURM allocation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from longdna.train.pretrain import PREEMPTED_EXIT_CODE, PREEMPTED_MARKER
+
+#: signals that start a graceful stop (checkpoint, exit 75); torchrun relays them to its workers
+PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+ENTRY_POINT = "longdna.train.pretrain"
+
+
+def first_host(nodelist: str) -> str:
+    """First host name of a SLURM node list: ``gpu[03-04,07],cpu1`` -> ``gpu03``."""
+    match = re.match(r"([^,\[]+)(?:\[([^\]]+)\])?", nodelist.strip())
+    if not match or not match.group(1):
+        raise ValueError(f"cannot read a host name from the SLURM node list {nodelist!r}")
+    prefix, ranges = match.groups()
+    return prefix if ranges is None else prefix + ranges.split(",")[0].split("-")[0]
+
+
+def _torchrun_supports(option: str) -> bool:
+    from torch.distributed.launcher.api import LaunchConfig
+
+    return option in {f.name for f in dataclasses.fields(LaunchConfig)}
+
+
+def launch_command(
+    nproc_per_node: int,
+    nnodes: int = 1,
+    args: Sequence[str] = (),
+    *,
+    env: Mapping[str, str] | None = None,
+    port: int = 29500,
+    shutdown_timeout: int = 600,
+) -> list[str]:
+    """The command that runs ``python -m longdna.train.pretrain ARGS`` on ``nnodes x nproc_per_node`` processes.
+
+    One process: plain Python (exit statuses pass through unchanged). One node: ``torchrun --standalone``.
+    Several nodes: a c10d rendezvous keyed by the SLURM job id. ``shutdown_timeout`` is how long torchrun
+    lets workers finish their preemption checkpoint after it relays a signal.
+    """
+    if nproc_per_node < 1 or nnodes < 1:
+        raise ValueError(f"need at least one process and one node, got {nproc_per_node} x {nnodes}")
+    if nproc_per_node * nnodes == 1:
+        return [sys.executable, "-m", ENTRY_POINT, *args]
+    env = os.environ if env is None else env
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc_per_node),
+               "--max-restarts", "0"]
+    if nnodes == 1:
+        command += ["--standalone", "--nnodes", "1"]
+    else:
+        host = env.get("MASTER_ADDR") or first_host(env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST") or "")
+        job = env.get("SLURM_JOB_ID", "longdna")
+        command += ["--nnodes", str(nnodes), "--rdzv-backend", "c10d", "--rdzv-endpoint",
+                    f"{host}:{env.get('MASTER_PORT', port)}", "--rdzv-id", job]
+        if "SLURM_NODEID" in env:
+            command += ["--node-rank", env["SLURM_NODEID"]]
+    # by default torchrun dies on SIGUSR1 and gives workers only 30 s after SIGTERM
+    signals = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"
+    command += ["--signals-to-handle", signals] if _torchrun_supports("signals_to_handle") else []
+    command += ["--shutdown-timeout", str(shutdown_timeout)] if _torchrun_supports("shutdown_timeout") else []
+    return [*command, "-m", ENTRY_POINT, *args]
+
+
+def run_command(command: Sequence[str], out_dir: str | os.PathLike, marker_wait: float = 60.0) -> int:
+    """Run a :func:`launch_command` command and return the stage's exit status.
+
+    SIGTERM, SIGUSR1 and SIGINT received here are relayed to the child. When the child fails after a
+    preemption signal, the workers may still be writing their checkpoint (torchrun can exit before them):
+    the marker of the main worker is awaited for up to ``marker_wait`` seconds. Status 75 means "checkpoint
+    written, rerun to resume"; a signal death of the child becomes 128 + signal, as in a shell.
+    """
+    marker = Path(out_dir) / PREEMPTED_MARKER
+    started = time.time()
+    child = subprocess.Popen(list(command), start_new_session=True)  # relayed signals arrive once
+    signalled = False
+
+    def relay(signum: int, frame: object) -> None:
+        nonlocal signalled
+        signalled = signalled or signum in PREEMPTION_SIGNALS
+        child.send_signal(signum)
+
+    relayed = (*PREEMPTION_SIGNALS, signal.SIGINT)
+    previous = {sig: signal.signal(sig, relay) for sig in relayed}
+    try:
+        status = child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if status in (0, PREEMPTED_EXIT_CODE):
+        return status
+    deadline = time.time() + (marker_wait if signalled else 0.0)
+    while True:
+        if marker.exists() and marker.stat().st_mtime >= started - 1:  # this attempt's marker, not a stale one
+            return PREEMPTED_EXIT_CODE
+        if time.time() >= deadline:
+            return 128 - status if status < 0 else status
+        time.sleep(0.5)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m longdna.train.launch NPROC_PER_NODE NNODES -- PRETRAIN ARGS``: launch and map the status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) < 2 or "--out" not in argv:
+        usage = "usage: python -m longdna.train.launch NPROC_PER_NODE NNODES -- --arch ... --out DIR ..."
+        print(usage, file=sys.stderr)
+        return 2
+    nproc, nnodes, rest = int(argv[0]), int(argv[1]), argv[2:]
+    rest = rest[1:] if rest[:1] == ["--"] else rest
+    out_dir = rest[rest.index("--out") + 1]
+    return run_command(launch_command(nproc, nnodes, rest), out_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
