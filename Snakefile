@@ -13,7 +13,7 @@ from pathlib import Path
 
 from snakemake.utils import min_version
 
-min_version("9.0")
+min_version("9.17")  # callable priority
 
 # The package lives in src/; the Snakefile and every job import it from there (no install needed in the
 # stage conda envs, so they work offline; see README "Conda environments").

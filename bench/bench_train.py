@@ -33,6 +33,7 @@ Reported per row:
 from __future__ import annotations
 
 import argparse
+import datetime
 import importlib
 import json
 import os
@@ -57,7 +58,7 @@ from longdna.train.pretrain import PretrainConfig, StepBatches, Trainer, worst_s
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "## Pretraining"
-DATE = "2026-11-22"
+DATE = datetime.date.today().isoformat()
 TARGET_PARAMETERS = 7_000_000
 #: used for an architecture whose module has no PRESETS (field names common to the package's models)
 FALLBACK_CONFIGS: dict[str, dict[str, Any]] = {arch: {"d_model": 256, "n_layer": 8} for arch in ARCHITECTURES}

@@ -71,8 +71,12 @@ def test_settings_layering(demo: dict) -> None:
 
 
 def test_run_table(demo: dict) -> None:
+    demo["finetune"]["seeds"] = [1, 2, 3]
+    demo["benchmarks"]["demo_long_range"]["seeds"] = [7]  # a benchmark's own seeds win over finetune.seeds
+    validate_config(demo, SCHEMA)
     runs = finetune_runs(demo)
-    seeds = len(demo["finetune"]["seeds"])
-    assert len(runs) == seeds * (len(demo["benchmarks"]) + 1)
-    assert ("demo_long_range", "hyenadna_window1k", demo["finetune"]["seeds"][0]) in runs
+    others = len(demo["benchmarks"]) - 1
+    assert len(runs) == 3 * others + 2  # demo_long_range: hyenadna and hyenadna_window1k, one seed each
+    assert {s for b, _, s in runs if b == "demo_long_range"} == {7}
+    assert {s for b, _, s in runs if b != "demo_long_range"} == {1, 2, 3}
     assert not any(b == "demo_motif" and m == "hyenadna_window1k" for b, m, _ in runs)

@@ -9,7 +9,7 @@ import pysam
 import pytest
 
 from longdna.data.benchmarks import read_benchmark
-from longdna.data.demo_benchmarks import make_demo_benchmark
+from longdna.data.demo_benchmarks import LONG_RANGE_UNITS, make_demo_benchmark
 from longdna.data.demo_genome import PROMOTER_MOTIF, DemoGenomeSpec, generate_demo_genome, motif_consensus
 
 SMALL = DemoGenomeSpec(chromosome_lengths=(120_000, 100_000, 100_000, 100_000), isochore_mean_length=20_000,
@@ -102,30 +102,36 @@ def test_demo_benchmarks(small_genome: Path, tmp_path: Path, task: str, classes:
 
 
 def test_long_range_label_needs_both_elements(small_genome: Path, tmp_path: Path) -> None:
-    """Each element alone is independent of the label, and the two are at least 8 kb apart."""
+    """Each element alone is independent of the label, the two are at least 8,192 bp apart, and neither unit
+    occurs anywhere else in an example."""
     make_demo_benchmark("long_range", "lr", small_genome, tmp_path, ["chr1", "chr2"], ["chr3", "chr4"], SMALL,
                         seed=2, n_train=200, n_test=20)
     frame, _ = read_benchmark(tmp_path)
-    motifs = motif_consensus(SMALL)
+    assert frame["sequence"].str.len().eq(11000).all()
+    units = [unit.decode() for unit in LONG_RANGE_UNITS]
 
-    def element_family(region: str) -> tuple[int, int]:
-        """(family, first exact unit) of the tandem element in a region: the family with most exact units
-        (about half of the 20 units survive 5 % substitutions intact; stray genomic instances add at most 1)."""
-        counts = {f: region.count(motifs[f].decode()) for f in (4, 5)}
-        family = max(counts, key=counts.get)
-        assert counts[family] >= 4, "no element found"
-        return family, region.find(motifs[family].decode())
+    def element(region: str) -> tuple[int, int, int]:
+        """(family, first exact unit, end of the last exact unit) of the tandem array in a region: the family
+        with most exact units (about half of the 100 units survive 5 % substitutions)."""
+        counts = [region.count(unit) for unit in units]
+        family = int(np.argmax(counts))
+        assert counts[family] >= 25, "no element found"
+        return family, region.find(units[family]), region.rfind(units[family]) + len(units[family])
 
     first, second, labels = [], [], []
     for sequence, label in zip(frame["sequence"], frame["label"]):
-        family_a, pos_a = element_family(sequence[:900])
-        family_b, pos_b = element_family(sequence[8192:])
-        assert 8192 + pos_b - pos_a >= 8192 - 300  # element starts are >= 8192 bp apart (units within ~300 bp)
+        family_a, start_a, end_a = element(sequence[:1600])
+        offset = end_a + 8000
+        family_b, start_b, end_b = element(sequence[offset:])
+        start_b, end_b = start_b + offset, end_b + offset
+        assert start_b - end_a >= 8192 - 24  # B starts >= 8192 bp after A ends (first/last units may be mutated)
+        outside = sequence[:start_a] + "|" + sequence[end_a:start_b] + "|" + sequence[end_b:]
+        assert not any(unit in outside for unit in units)  # no stray copies in the background
         first.append(family_a)
         second.append(family_b)
         labels.append(label)
     first, second, labels = map(np.array, (first, second, labels))
     assert np.array_equal(labels, (first == second).astype(int))
     for element in (first, second):  # P(label | one element) stays near 1/2
-        for family in (4, 5):
+        for family in (0, 1):
             assert abs(labels[element == family].mean() - 0.5) < 0.15

@@ -1,13 +1,15 @@
-"""Our metrics against scikit-learn and SciPy on random predictions (ties included)."""
+"""Our metrics against scikit-learn and SciPy on random predictions (ties included), and their table cells."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 from sklearn import metrics as sk
 
 from longdna.eval.metrics import compute_metrics
+from longdna.eval.report import markdown_table
 
 
 def random_classification(rng: np.random.Generator, n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -62,3 +64,15 @@ def test_degenerate_cases() -> None:
     result = compute_metrics("classification", labels, scores, 2)
     assert result["mcc"] == 0.0  # undefined (one class) -> 0, as scikit-learn
     assert np.isnan(result["auroc"])  # undefined without negatives
+
+
+def test_table_cells_give_a_spread_only_over_several_seeds() -> None:
+    summary = pd.DataFrame([
+        {"benchmark": "a", "model": "m", "metric": "accuracy", "mean": 0.9, "sd": 0.02, "n_seeds": 3,
+         "ci_low": 0.85, "ci_high": 0.95},
+        {"benchmark": "b", "model": "m", "metric": "accuracy", "mean": 0.8, "sd": np.nan, "n_seeds": 1,
+         "ci_low": 0.7, "ci_high": 0.9},
+    ])
+    table = markdown_table(summary, {"a": "accuracy", "b": "accuracy"}, {"a": "demo", "b": "demo"})
+    assert "| a | accuracy | 0.900 ± 0.020 [0.850, 0.950] |" in table
+    assert "| b | accuracy | 0.800 (1 seed) [0.700, 0.900] |" in table

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -226,6 +227,47 @@ def test_resume_after_sigterm_is_bitwise_exact(shards: Path, tmp_path: Path) -> 
     final = load_file(tmp_path / "resumed" / "model.safetensors")
     expected = load_file(tmp_path / "reference" / "model.safetensors")
     assert final.keys() == expected.keys() and all(torch.equal(final[k], expected[k]) for k in final)
+
+
+def test_resume_restores_the_metrics_history_from_the_checkpoint(shards: Path, tmp_path: Path) -> None:
+    """Snakemake deletes a failed job's outputs, metrics.jsonl among them: a preempted workflow job resumes
+    with the history kept in its checkpoint, so the log still covers every step."""
+    settings = {"max_steps": 6, "checkpoint_every": 3, "eval_every": 3}
+    pretrain("hyenadna", TINY, shards, tmp_path / "reference", config(**settings), progress=False)
+    out = tmp_path / "resumed"
+    pretrain("hyenadna", TINY, shards, out, config(**settings), progress=False)
+    store = CheckpointStore(out / "checkpoints")
+    assert (store.path(3) / "metrics.jsonl").exists()
+    shutil.rmtree(store.path(6))  # as if preempted after step 3's checkpoint ...
+    (out / "metrics.jsonl").unlink()  # ... and the outputs deleted by Snakemake
+    pretrain("hyenadna", TINY, shards, out, config(**settings), progress=False)
+    assert [r["step"] for r in rows(out, "train")] == list(range(1, 7))
+    def losses(run: Path) -> list[tuple]:
+        return [(r["kind"], r["step"], r["loss"]) for r in rows(run, "train") + rows(run, "valid")]
+
+    assert losses(out) == losses(tmp_path / "reference")  # the resumed run continues the same trajectory
+    assert [r["step"] for r in rows(out, "valid")] == [3, 6]
+
+
+def test_metrics_survive_their_file_being_deleted_during_the_run(
+    shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SLURM the job's outer Snakemake deletes the outputs of a cancelled job while its run is still writing
+    the preemption checkpoint: the checkpoint's copy and the final file come from memory, not from the file."""
+    write = engine.MetricsLog.write
+
+    def write_then_delete(self: engine.MetricsLog, row: dict) -> None:
+        write(self, row)
+        if row["kind"] == "train" and row["step"] == 2:
+            self.path.unlink()
+
+    monkeypatch.setattr(engine.MetricsLog, "write", write_then_delete)
+    pretrain("hyenadna", TINY, shards, tmp_path, config(max_steps=4, checkpoint_every=3, eval_every=3),
+             progress=False)
+    copy = (CheckpointStore(tmp_path / "checkpoints").path(3) / "metrics.jsonl").read_text().splitlines()
+    assert [(r["kind"], r["step"]) for r in map(json.loads, copy)] == [("train", 1), ("train", 2), ("train", 3),
+                                                                       ("valid", 3)]
+    assert [r["step"] for r in rows(tmp_path, "train")] == [1, 2, 3, 4]
 
 
 @pytest.mark.slow

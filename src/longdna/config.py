@@ -7,7 +7,8 @@ on NumPy or torch. Every error names the offending key as a dotted path, e.g.
 Settings layers (later wins):
 
 * pretraining: ``pretrain`` < ``models.<name>.pretrain``;
-* fine-tuning: ``finetune.settings`` < ``benchmarks.<benchmark>.finetune`` < ``finetune.models.<model>.settings``.
+* fine-tuning: ``finetune.settings`` < ``benchmarks.<benchmark>.finetune`` < ``finetune.models.<model>.settings``;
+* fine-tuning seeds: ``finetune.seeds`` < ``benchmarks.<benchmark>.seeds``.
 """
 
 from __future__ import annotations
@@ -101,11 +102,12 @@ def finetune_settings(config: dict[str, Any], benchmark: str, model: str) -> dic
 
 
 def finetune_runs(config: dict[str, Any]) -> list[tuple[str, str, int]]:
-    """Every (benchmark, model, seed) of the finetune stage."""
+    """Every (benchmark, model, seed) of the finetune stage: ``benchmarks.<benchmark>.seeds`` if given, else
+    ``finetune.seeds``."""
     finetune = config.get("finetune", {})
     seeds = finetune.get("seeds", [1, 2, 3])
     runs = []
     for model, spec in finetune.get("models", {}).items():
         for benchmark in spec.get("benchmarks", list(config.get("benchmarks", {}))):
-            runs += [(benchmark, model, int(seed)) for seed in seeds]
+            runs += [(benchmark, model, int(seed)) for seed in config["benchmarks"][benchmark].get("seeds", seeds)]
     return runs

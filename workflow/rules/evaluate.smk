@@ -57,9 +57,11 @@ rule extrapolate_model:
         "benchmarks/extrapolation/{benchmark}/{model}/seed{seed}.tsv"
     threads: threads_for("finetune", 1)
     resources:
-        gpu=gpus_for("finetune"),
-        mem_mb=resource("finetune", "mem_mb", 4000),
-        runtime=resource("finetune", "runtime", scaled_runtime(60)),
+        gpu=min(gpus_for("finetune"), 1),  # one process per job: fine-tuning runs are many and small
+        cpus_per_task=threads_for("finetune", 1),
+        mem_mb=estimated("finetune", "mem_mb", finetune_estimate),
+        runtime=estimated("finetune", "runtime", finetune_estimate),
+        **cluster_resources("finetune", gpus_for("finetune")),
     conda:
         ENVS / "train.yaml"
     script:
@@ -112,8 +114,10 @@ rule evaluate:
         "benchmarks/evaluate.tsv"
     threads: 1
     resources:
+        cpus_per_task=1,
         mem_mb=resource("evaluate", "mem_mb", 4000),
         runtime=resource("evaluate", "runtime", scaled_runtime(30)),
+        **cluster_resources("evaluate"),
     conda:
         ENVS / "eval.yaml"
     script:

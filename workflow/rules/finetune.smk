@@ -59,8 +59,10 @@ rule prepare_benchmark:
         "benchmarks/benchmarks/{benchmark}.tsv"
     threads: 1
     resources:
+        cpus_per_task=1,
         mem_mb=resource("benchmark", "mem_mb", 4000),
         runtime=resource("benchmark", "runtime", scaled_runtime(30)),
+        **cluster_resources("benchmark"),
     conda:
         ENVS / "data.yaml"
     script:
@@ -96,11 +98,15 @@ rule finetune_model:
         "logs/finetune/{benchmark}/{model}/seed{seed}.log",
     benchmark:
         "benchmarks/finetune/{benchmark}/{model}/seed{seed}.tsv"
+    # longest first: on a few cores a long-range run started last would trail alone behind all the others
+    priority: lambda wildcards: finetune_estimate(wildcards)["runtime"]
     threads: threads_for("finetune", 1)
     resources:
-        gpu=gpus_for("finetune"),
-        mem_mb=resource("finetune", "mem_mb", 4000),
-        runtime=resource("finetune", "runtime", scaled_runtime(60)),
+        gpu=min(gpus_for("finetune"), 1),  # one process per job: fine-tuning runs are many and small
+        cpus_per_task=threads_for("finetune", 1),
+        mem_mb=estimated("finetune", "mem_mb", finetune_estimate),
+        runtime=estimated("finetune", "runtime", finetune_estimate),
+        **cluster_resources("finetune", gpus_for("finetune")),
     conda:
         ENVS / "train.yaml"
     script:
@@ -151,9 +157,11 @@ rule variant_effect:
         "benchmarks/variant_effect/{benchmark}/{model}/seed{seed}.tsv"
     threads: threads_for("finetune", 1)
     resources:
-        gpu=gpus_for("finetune"),
-        mem_mb=resource("finetune", "mem_mb", 4000),
-        runtime=resource("finetune", "runtime", scaled_runtime(60)),
+        gpu=min(gpus_for("finetune"), 1),  # one process per job: fine-tuning runs are many and small
+        cpus_per_task=threads_for("finetune", 1),
+        mem_mb=estimated("finetune", "mem_mb", finetune_estimate),
+        runtime=estimated("finetune", "runtime", finetune_estimate),
+        **cluster_resources("finetune", gpus_for("finetune")),
     conda:
         ENVS / "train.yaml"
     script:

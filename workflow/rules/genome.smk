@@ -16,8 +16,10 @@ checkpoint prepare_genome:
         "benchmarks/genome/{genome}.tsv"
     threads: threads_for("genome")
     resources:
+        cpus_per_task=threads_for("genome"),
         mem_mb=resource("genome", "mem_mb", 4000),
         runtime=resource("genome", "runtime", scaled_runtime(120)),
+        **cluster_resources("genome"),
     conda:
         ENVS / "data.yaml"
     script:

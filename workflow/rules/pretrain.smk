@@ -25,17 +25,20 @@ rule pretrain_model:
         settings=lambda wildcards: pretrain_settings(config, wildcards.model),
         shards=shard_dir(PRETRAIN_GENOME),
         out_dir=lambda wildcards: pretrain_dir(wildcards.model),
-        gpus=gpus_for("pretrain"),
-        nodes=resource("pretrain", "nodes", 1),
     log:
         "logs/pretrain/{model}.log",
     benchmark:
         "benchmarks/pretrain/{model}.tsv"
-    threads: threads_for("pretrain", 2)
+    threads: pretrain_threads()
+    # GPUs and nodes are resources, not params: changing them does not rerun a finished pretraining (the
+    # engine's results do not depend on the process count). SIGTERM before the wall time + retries: resume.
     resources:
-        gpu=gpus_for("pretrain"),
-        mem_mb=resource("pretrain", "mem_mb", 8000),
-        runtime=resource("pretrain", "runtime", scaled_runtime(60)),
+        **gpu_resources("pretrain", gpus_for("pretrain"), nodes_for("pretrain")),
+        cpus_per_task=pretrain_threads(),
+        mem_mb=estimated("pretrain", "mem_mb", pretrain_estimate),
+        runtime=estimated("pretrain", "runtime", pretrain_estimate),
+        slurm_extra=signal_before_timeout("pretrain", estimated("pretrain", "runtime", pretrain_estimate)),
+        **cluster_resources("pretrain", gpus_for("pretrain"), nodes_for("pretrain"), exclude=("slurm_extra",)),
     conda:
         ENVS / "train.yaml"
     script:

@@ -17,8 +17,14 @@ rule tokenize_chromosome:
         "benchmarks/tokenize/{genome}/{chrom}.tsv"
     threads: 1
     resources:
-        mem_mb=resource("tokenize", "mem_mb", 4000),
-        runtime=resource("tokenize", "runtime", scaled_runtime(30)),
+        cpus_per_task=1,
+        mem_mb=resource("tokenize", "mem_mb", lambda wildcards, input: tokenize_estimate(wildcards, input)["mem_mb"]),
+        runtime=resource(
+            "tokenize",
+            "runtime",
+            lambda wildcards, input, attempt: tokenize_estimate(wildcards, input)["runtime"] * attempt,
+        ),
+        **cluster_resources("tokenize"),
     conda:
         ENVS / "data.yaml"
     script:
@@ -44,8 +50,10 @@ rule write_shard_manifest:
         "benchmarks/tokenize/{genome}/manifest.tsv"
     threads: 1
     resources:
+        cpus_per_task=1,
         mem_mb=2000,
         runtime=scaled_runtime(10),
+        **cluster_resources("tokenize"),
     conda:
         ENVS / "data.yaml"
     script:

@@ -83,7 +83,7 @@ def summarise(
             low, high = intervals.get(metric, (np.nan, np.nan))
             rows.append({
                 "benchmark": benchmark, "model": model, "metric": metric, "mean": values.mean(),
-                "sd": values.std(ddof=1) if values.size > 1 else 0.0, "n_seeds": values.size,
+                "sd": values.std(ddof=1) if values.size > 1 else np.nan, "n_seeds": values.size,
                 "ci_low": low, "ci_high": high,
             })
     return pd.DataFrame(rows)
@@ -141,7 +141,8 @@ def markdown_table(
 
 def _cell(row: pd.Series) -> str:
     ci = f" [{row['ci_low']:.3f}, {row['ci_high']:.3f}]" if np.isfinite(row["ci_low"]) else ""
-    return f"{row['mean']:.3f} ± {row['sd']:.3f}{ci}"
+    spread = f" ± {row['sd']:.3f}" if np.isfinite(row["sd"]) else " (1 seed)"  # no sd from one value
+    return f"{row['mean']:.3f}{spread}{ci}"
 
 
 def _savefig(fig, path: Path) -> None:
@@ -236,7 +237,7 @@ def length_extrapolation_table(tables: Sequence[str | os.PathLike], reported: di
     runs = pd.concat([pd.read_csv(t) for t in tables], ignore_index=True)
     runs = runs.loc[[m == reported[b] for b, m in zip(runs["benchmark"], runs["metric"])]]
     grouped = runs.groupby(LENGTH_EXTRAPOLATION_KEYS, sort=True)["value"]
-    table = grouped.agg(mean="mean", sd=lambda v: v.std(ddof=1) if v.size > 1 else 0.0, n_seeds="size")
+    table = grouped.agg(mean="mean", sd=lambda v: v.std(ddof=1) if v.size > 1 else np.nan, n_seeds="size")
     return table.reset_index()
 
 

@@ -65,15 +65,19 @@ class CheckpointStore:
         file = self.directory / BEST_FILE
         return read_json(file) if file.exists() else None
 
-    def save(self, step: int, state: dict[str, Any], valid_loss: float | None = None) -> Path:
-        """Write ``state`` for ``step`` (a complete directory appears, or nothing); if ``valid_loss`` beats the
-        best so far, mark this checkpoint best; then prune old ones."""
+    def save(
+        self, step: int, state: dict[str, Any], valid_loss: float | None = None, files: dict[str, str] | None = None
+    ) -> Path:
+        """Write ``state`` for ``step`` (a complete directory appears, or nothing), with ``files`` (name -> text)
+        beside it; if ``valid_loss`` beats the best so far, mark this checkpoint best; then prune old ones."""
         self.directory.mkdir(parents=True, exist_ok=True)
         self._remove_partial_writes()
         final = self.path(step)
         tmp = Path(tempfile.mkdtemp(prefix=f".step-{step:08d}.", dir=self.directory))
         try:
             torch.save(state, tmp / STATE_FILE)
+            for name, text in (files or {}).items():
+                (tmp / name).write_text(text)
             if final.exists():  # rewriting a step: move the old one aside so ``final`` is never half-present
                 os.replace(final, tmp / "previous")
             os.replace(tmp, final)

@@ -11,7 +11,9 @@ is ``MASTER_ADDR`` if set, else the first node of the SLURM allocation.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import os
 import re
 import signal
@@ -26,6 +28,7 @@ from longdna.train.pretrain import PREEMPTED_EXIT_CODE, PREEMPTED_MARKER
 #: signals that start a graceful stop (checkpoint, exit 75); torchrun relays them to its workers
 PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 ENTRY_POINT = "longdna.train.pretrain"
+LAUNCHER = "longdna.train.launch"
 
 
 def first_host(nodelist: str) -> str:
@@ -81,17 +84,26 @@ def launch_command(
     return [*command, "-m", ENTRY_POINT, *args]
 
 
-def run_command(command: Sequence[str], out_dir: str | os.PathLike, marker_wait: float = 60.0) -> int:
+def run_command(
+    command: Sequence[str],
+    out_dir: str | os.PathLike,
+    marker_wait: float = 60.0,
+    output: str | os.PathLike | None = None,
+) -> int:
     """Run a :func:`launch_command` command and return the stage's exit status.
 
     SIGTERM, SIGUSR1 and SIGINT received here are relayed to the child. When the child fails after a
     preemption signal, the workers may still be writing their checkpoint (torchrun can exit before them):
     the marker of the main worker is awaited for up to ``marker_wait`` seconds. Status 75 means "checkpoint
-    written, rerun to resume"; a signal death of the child becomes 128 + signal, as in a shell.
+    written, rerun to resume"; a signal death of the child becomes 128 + signal, as in a shell. ``output``:
+    a file the child's stdout and stderr are appended to (a Snakemake job's log).
     """
     marker = Path(out_dir) / PREEMPTED_MARKER
     started = time.time()
-    child = subprocess.Popen(list(command), start_new_session=True)  # relayed signals arrive once
+    with contextlib.ExitStack() as stack:
+        sink = None if output is None else stack.enter_context(open(output, "a"))
+        # a new session: signals relayed here arrive once, not also through the terminal's process group
+        child = subprocess.Popen(list(command), start_new_session=True, stdout=sink, stderr=sink)
     signalled = False
 
     def relay(signum: int, frame: object) -> None:
@@ -115,6 +127,59 @@ def run_command(command: Sequence[str], out_dir: str | os.PathLike, marker_wait:
         if time.time() >= deadline:
             return 128 - status if status < 0 else status
         time.sleep(0.5)
+
+
+def pretrain_args(
+    arch: str,
+    arch_config: Mapping[str, object],
+    shards: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    settings: Mapping[str, object],
+) -> list[str]:
+    """The ``python -m longdna.train.pretrain`` arguments of one run (configs inline as JSON)."""
+    return ["--arch", arch, "--arch-config", json.dumps(dict(arch_config)), "--shards", str(shards),
+            "--out", str(out_dir), "--config", json.dumps(dict(settings)), "--no-progress"]
+
+
+def gpus_and_nodes(resources: Mapping[str, object]) -> tuple[int, int]:
+    """(GPUs per node, nodes) of a Snakemake job's resources: ``gpu``, or the count of a
+    ``gres=gpu[:type][:N]`` request (several nodes), else 0; ``nodes``, default 1."""
+    gpus = resources.get("gpu") or 0
+    gres = str(resources.get("gres") or "")
+    if not gpus and (gres == "gpu" or gres.startswith("gpu:")):
+        count = gres.rsplit(":", 1)[-1]
+        gpus = int(count) if count.isdigit() else 1
+    return int(gpus), max(1, int(resources.get("nodes") or 1))
+
+
+def stage_command(
+    args: Sequence[str],
+    gpus: int = 0,
+    nodes: int = 1,
+    threads: int = 1,
+    env: Mapping[str, str] | None = None,
+) -> list[str] | None:
+    """How the workflow's pretrain job runs ``args`` with ``gpus`` per node on ``nodes``: one process per GPU
+    (one on CPU). ``None``: a single process, run in the job's own Python. One node: ``torchrun
+    --standalone``. Several nodes: one launcher per node through ``srun`` inside the job's SLURM allocation,
+    each starting torchrun with its node's rank (``SLURM_NODEID``) and the allocation's first node as the
+    rendezvous host; ``threads`` CPUs per node."""
+    nproc = max(1, gpus)
+    if nproc * nodes == 1:
+        return None
+    if nodes == 1:
+        return launch_command(nproc, 1, args, env=env)
+    env = os.environ if env is None else env
+    if not (env.get("SLURM_JOB_ID") or env.get("SLURM_JOBID")):
+        raise RuntimeError(
+            f"pretraining on {nodes} nodes needs a SLURM allocation (run the workflow with the SLURM profile),"
+            f" or start `python -m {LAUNCHER} {nproc} {nodes} -- ...` on every node yourself"
+        )
+    srun = ["srun", f"--nodes={nodes}", f"--ntasks={nodes}", "--ntasks-per-node=1", "--kill-on-bad-exit=1",
+            f"--cpus-per-task={max(1, threads)}"]
+    if gpus:
+        srun.append(f"--gres=gpu:{gpus}")
+    return [*srun, sys.executable, "-m", LAUNCHER, str(nproc), str(nodes), "--", *args]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -53,6 +53,8 @@ from longdna.train.optim import build_optimizer, warmup_cosine
 PREEMPTED_EXIT_CODE = 75
 #: written into the output directory by a preempted run, so a launcher can tell preemption from failure
 PREEMPTED_MARKER = "preempted.json"
+#: the metrics log in the output directory; every checkpoint keeps a copy of it as of its step
+METRICS_FILE = "metrics.jsonl"
 #: share of the accelerator memory a configuration may plan to use (the rest: CUDA context, fragmentation)
 MEMORY_HEADROOM = 0.9
 
@@ -271,17 +273,23 @@ def rank_seed(seed: int, rank: int) -> int:
 class MetricsLog:
     """``metrics.jsonl`` (one JSON object per row; ``kind`` train, valid or test) and TensorBoard events,
     written by the main process only. On resume, rows after the checkpoint's step and the end-of-run test
-    rows are dropped: they are about to be recomputed."""
+    rows are dropped: they are about to be recomputed.
 
-    def __init__(self, path: Path, enabled: bool, resume_step: int) -> None:
+    Snakemake deletes the outputs of a failed job -- on SLURM even while a preempted run is still writing its
+    checkpoint -- so ``metrics.jsonl`` can vanish under a run. The rows are therefore also kept in memory:
+    every checkpoint stores a copy of them (``history``: a resumed run takes its rows from there, from the
+    file only for checkpoints without a copy), and :meth:`finish` rewrites the file whole."""
+
+    def __init__(self, path: Path, enabled: bool, resume_step: int, history: Path | None = None) -> None:
         self.path, self.enabled, self.writer = path, enabled, None
+        self.lines: list[str] = []
         if not enabled:
             return
-        rows = []
-        if resume_step > 0 and path.exists():
-            rows = [line for line in path.read_text().splitlines()
-                    if (row := json.loads(line))["step"] <= resume_step and row["kind"] != "test"]
-        write_text(path, "".join(line + "\n" for line in rows))
+        source = history if history is not None and history.exists() else path  # the copy is complete
+        if resume_step > 0 and source.exists():
+            self.lines = [line for line in source.read_text().splitlines()
+                          if (row := json.loads(line))["step"] <= resume_step and row["kind"] != "test"]
+        write_text(path, self.text())
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # TensorBoard is optional at run time
@@ -291,13 +299,22 @@ class MetricsLog:
     def write(self, row: dict[str, Any]) -> None:
         if not self.enabled:
             return
+        self.lines.append(json.dumps(row))
         with open(self.path, "a") as fh:
-            fh.write(json.dumps(row) + "\n")
+            fh.write(self.lines[-1] + "\n")
         if self.writer is not None:
             tag = row["kind"] if row["kind"] != "test" else f"test_length_{row['seq_len']}"
             for key, value in row.items():
                 if key not in ("step", "kind") and isinstance(value, (int, float)):
                     self.writer.add_scalar(f"{tag}/{key}", value, row["step"])
+
+    def text(self) -> str:
+        return "".join(line + "\n" for line in self.lines)
+
+    def finish(self) -> None:
+        """Rewrite the file from memory (complete even if it was deleted or truncated during the run)."""
+        if self.enabled:
+            write_text(self.path, self.text())
 
     def close(self) -> None:
         if self.writer is not None:
@@ -458,7 +475,8 @@ class Trainer:
         if self.dist.is_main:
             (self.out_dir / PREEMPTED_MARKER).unlink(missing_ok=True)
         self._resume()
-        self.log = MetricsLog(self.out_dir / "metrics.jsonl", self.dist.is_main, resume_step=self.step)
+        history = self.store.path(self.step) / METRICS_FILE if self.step else None
+        self.log = MetricsLog(self.out_dir / METRICS_FILE, self.dist.is_main, resume_step=self.step, history=history)
         self.train_model = self._wrap_for_training()
         self._interval = {"tokens": 0, "seconds": 0.0}
 
@@ -645,7 +663,7 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(),
                 "rng": rng,
                 "config": asdict(self.config),
-            }, valid_loss=valid_loss)
+            }, valid_loss=valid_loss, files={METRICS_FILE: self.log.text()})
         self.dist.barrier()
 
     # -- end of training ----------------------------------------------------------------------------------
@@ -677,6 +695,7 @@ class Trainer:
                 "config": asdict(self.config),
             })
             write_json(self.out_dir / "summary.json", summary)
+            self.log.finish()
             plot_training_curve(self.out_dir / "metrics.jsonl", self.out_dir / "curve.png", f"{self.arch} pretraining")
         self.dist.barrier()
         return summary
