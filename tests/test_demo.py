@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import pysam
 import pytest
 
 from longdna.data.benchmarks import read_benchmark
-from longdna.data.demo_benchmarks import LONG_RANGE_UNITS, make_demo_benchmark
+from longdna.data.demo_benchmarks import make_demo_benchmark
 from longdna.data.demo_genome import PROMOTER_MOTIF, DemoGenomeSpec, generate_demo_genome, motif_consensus
 
 SMALL = DemoGenomeSpec(chromosome_lengths=(120_000, 100_000, 100_000, 100_000), isochore_mean_length=20_000,
@@ -88,6 +89,16 @@ def test_motif_families_recur(small_genome: Path) -> None:
     assert exact > 10  # instances (8 % substitutions, either strand) that survived intact
 
 
+def test_satellite_families_are_soft_masked_arrays(small_genome: Path) -> None:
+    """Both satellite families occur as tandem arrays in lower case, about one per ``satellite_spacing`` bp."""
+    with pysam.FastaFile(str(small_genome)) as fasta:
+        genome = "".join(fasta.fetch(c) for c in fasta.references)
+    arrays = [re.findall(f"(?:{unit.lower()}){{4,}}", genome) for unit in SMALL.satellite_units]
+    assert all(arrays)
+    runs = sum(len(found) for found in arrays)  # a 40-150 copy array with 5 % substitutions has several runs
+    assert sum(SMALL.chromosome_lengths) // SMALL.satellite_spacing <= runs
+
+
 @pytest.mark.parametrize(("task", "classes"), [("motif", 2), ("multiclass", 4), ("long_range", 2)])
 def test_demo_benchmarks(small_genome: Path, tmp_path: Path, task: str, classes: int) -> None:
     make_demo_benchmark(task, task, small_genome, tmp_path, ["chr1", "chr2"], ["chr3", "chr4"], SMALL, seed=5,
@@ -102,13 +113,13 @@ def test_demo_benchmarks(small_genome: Path, tmp_path: Path, task: str, classes:
 
 
 def test_long_range_label_needs_both_elements(small_genome: Path, tmp_path: Path) -> None:
-    """Each element alone is independent of the label, the two are at least 8,192 bp apart, and neither unit
-    occurs anywhere else in an example."""
+    """Each element alone is independent of the label, the two are at least 8,192 bp apart, and neither
+    satellite unit occurs anywhere else in an example."""
     make_demo_benchmark("long_range", "lr", small_genome, tmp_path, ["chr1", "chr2"], ["chr3", "chr4"], SMALL,
                         seed=2, n_train=200, n_test=20)
     frame, _ = read_benchmark(tmp_path)
     assert frame["sequence"].str.len().eq(11000).all()
-    units = [unit.decode() for unit in LONG_RANGE_UNITS]
+    units = list(SMALL.satellite_units)
 
     def element(region: str) -> tuple[int, int, int]:
         """(family, first exact unit, end of the last exact unit) of the tandem array in a region: the family
@@ -132,6 +143,8 @@ def test_long_range_label_needs_both_elements(small_genome: Path, tmp_path: Path
         labels.append(label)
     first, second, labels = map(np.array, (first, second, labels))
     assert np.array_equal(labels, (first == second).astype(int))
-    for element in (first, second):  # P(label | one element) stays near 1/2
-        for family in (0, 1):
-            assert abs(labels[element == family].mean() - 0.5) < 0.15
+    for split in ("train", "test"):  # P(label | either element) is exactly 1/2 in each split (sizes 200, 20)
+        rows = (frame["split"] == split).to_numpy()
+        for element in (first, second):
+            for family in (0, 1):
+                assert labels[rows & (element == family)].mean() == 0.5

@@ -14,7 +14,7 @@ from longdna import vocab
 from longdna.data.benchmarks import BenchmarkInfo, write_benchmark
 from longdna.models import SequenceClassifier, build_model, save_pretrained
 from longdna.models.heads import reverse_complement_padded
-from longdna.train.finetune import FinetuneConfig, crop, finetune, pad_batch, train_valid_split
+from longdna.train.finetune import FinetuneConfig, crop, finetune, fit_head, pad_batch, train_valid_split
 
 TINY = dict(d_model=16, n_layer=1, d_inner=32, l_max=130, embed_dropout=0.0)
 
@@ -116,6 +116,47 @@ def test_scratch_and_pretrained_differ_only_in_initialisation(tmp_path: Path, pr
     assert a["metrics"] == again["metrics"]  # deterministic given the seed
     scores = [np.stack(pd.read_parquet(tmp_path / d / "predictions.parquet")["scores"]) for d in ("a", "b")]
     assert not np.allclose(scores[0], scores[1])
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_probe_head_is_the_l2_logistic_regression(classes: int) -> None:
+    """fit_head minimises mean cross-entropy + l2 * ||W||^2 over the softmax head: scikit-learn's L2 logistic
+    regression (unpenalised intercept) has the same solution, with C = 1 / (2 * l2 * N) for the multinomial
+    model and, for two classes, C = 1 / (l2 * N) on the difference of the two rows (the optimum splits it)."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(classes)
+    n, width, l2 = 300, 6, 1e-2
+    labels = rng.integers(0, classes, n)
+    features = rng.normal(size=(n, width)) + 1.5 * np.eye(classes, width)[labels]
+    head = torch.nn.Linear(width, classes).double()
+    fit_head(head, torch.from_numpy(features)[None], torch.from_numpy(labels), "classification", l2)
+    weight, bias = head.weight.detach().numpy(), head.bias.detach().numpy()
+    if classes == 2:
+        reference = LogisticRegression(C=1 / (l2 * n), tol=1e-10, max_iter=10_000).fit(features, labels)
+        weight, bias = weight[1:] - weight[:1], bias[1:] - bias[:1]
+        reference_bias = reference.intercept_
+    else:
+        reference = LogisticRegression(C=1 / (2 * l2 * n), tol=1e-10, max_iter=10_000).fit(features, labels)
+        bias, reference_bias = bias - bias.mean(), reference.intercept_ - reference.intercept_.mean()
+    assert np.allclose(weight, reference.coef_, atol=1e-3) and np.allclose(bias, reference_bias, atol=1e-3)
+
+
+def test_lp_ft_starts_fine_tuning_from_the_probe(tmp_path: Path, pretrained: Path) -> None:
+    """With head_init probe the head is fitted on frozen features first: with the backbone frozen and
+    fine-tuning steps that do nothing (lr ~ 0), the run's test scores are those of the probe alone, and a
+    probe on this composition task is already good."""
+    write_toy_benchmark(tmp_path / "bench", "classification")
+    config = dict(epochs=1, batch_size=16, lr=1e-12, pooling="mean", freeze_backbone=True)
+    probe = finetune(tmp_path / "bench", tmp_path / "probe", FinetuneConfig(**config, head_init="probe"), seed=1,
+                     backbone_dir=pretrained, progress=False)
+    random_head = finetune(tmp_path / "bench", tmp_path / "random", FinetuneConfig(**config), seed=1,
+                           backbone_dir=pretrained, progress=False)
+    assert probe["metrics"]["test"]["accuracy"] > 0.8
+    assert random_head["metrics"]["test"]["accuracy"] < probe["metrics"]["test"]["accuracy"]
+    history = pd.read_csv(tmp_path / "probe/history.csv")
+    assert history["epoch"].tolist() == [0, 1] and probe["epochs_run"] == 1  # epoch 0: the probe, recorded
+    assert probe["best_epoch"] == 1 and history["valid_accuracy"].iloc[0] > 0.8  # ... but never selected
 
 
 def test_bad_benchmark_rows_are_named(tmp_path: Path) -> None:

@@ -12,17 +12,18 @@ Labels come from elements implanted into the backgrounds:
     class k in 1..3: one instance of motif family k on a random strand (8 % substitutions); class 0: a
     shuffled copy of one of those motifs.
 ``long_range`` (binary, 11 kb)
-    element A near the start and element B at least 8,192 bp after A's end; each element is a satellite-like
-    tandem array (100 copies, 1.2 kb, 5 % substitutions) of one of two dedicated units, a GC-rich
-    (CpG-island-like) one or an AT-rich one (:data:`LONG_RANGE_UNITS`), chosen independently and uniformly;
-    label = 1 when A and B are of the same family. Each element alone is independent of the label, so any
-    window shorter than the gap, which can touch at most one element, carries no information about it. The
-    units occur nowhere else (the genome's motif families would leave stray copies in the backgrounds), and
-    their composition sets them apart from any background, so a small model learns to tell the two
-    families apart; the label still needs both. (Arrays of ~450 bp, or the motif families, left small
-    pretrained HyenaDNA models at chance after two epochs of fine-tuning on 540 examples; 1.2 kb arrays
-    are learnt.) At another ``length`` the layout scales with it (positions,
-    gap and number of copies in proportion; at least 2 copies), so the task can be trained at a short length.
+    element A near the start and element B at least 8,192 bp after A's end; each element is a satellite
+    array (100 copies, 1.2 kb, 5 % substitutions) of one of the genome's two satellite families
+    (``DemoGenomeSpec.satellite_units``: a GC-rich and an AT-rich 12 bp unit); label = 1 when A and B are of
+    the same family. The four (label, family of A) combinations are equally frequent in each split (exactly,
+    when the split's size is a multiple of 4), so each element alone is independent of the label in the data,
+    not only in expectation: any window shorter than the gap, which can touch at most one element, carries no
+    information about it. Backgrounds never contain a satellite unit (windows that do are drawn again), so the
+    two arrays are the only ones. Pretraining saw both families in the genome, which is what lets a small
+    pretrained model learn the rule from a few hundred examples; with units it never saw (or arrays of
+    ~450 bp) small HyenaDNA models stayed near chance, or found the rule only for some seeds. At another
+    ``length`` the layout scales with it (positions, gap and number of copies in proportion; at least 2
+    copies), so the task can be trained at a short length.
 
 ``centred`` (binary, 256 bp)
     a satellite-like tandem element (6 mutated copies, ~80 bp) of motif family 4 (label 0) or family 5
@@ -47,7 +48,7 @@ import pandas as pd
 import pysam
 
 from longdna.data.benchmarks import BenchmarkInfo, write_benchmark
-from longdna.data.demo_genome import DemoGenomeSpec, motif_consensus, mutate, reverse_complement_bytes
+from longdna.data.demo_genome import DemoGenomeSpec, motif_consensus, mutate, reverse_complement_bytes, tandem_array
 
 TASKS = ("motif", "multiclass", "long_range", "centred")
 
@@ -60,26 +61,29 @@ class DemoTask:
     num_classes: int
     metric: str
     label_names: tuple[str, ...]
+    variants: int = 1  # design cells per class, equally frequent in each split (the generator's ``variant``)
 
 
 DEFAULTS = {
     "motif": DemoTask(200, 3000, 1000, 2, "accuracy", ("no_promoter", "promoter")),
     "multiclass": DemoTask(300, 4000, 1000, 4, "accuracy", ("decoy", "family1", "family2", "family3")),
-    "long_range": DemoTask(11000, 1500, 500, 2, "accuracy", ("different", "same")),
+    "long_range": DemoTask(11000, 1500, 500, 2, "accuracy", ("different", "same"), variants=2),
     "centred": DemoTask(256, 1000, 300, 2, "accuracy", ("family4", "family5")),
 }
 
 
 class BackgroundSampler:
-    """Random ``N``-free windows of the genome from a set of chromosomes."""
+    """Random windows of the genome from a set of chromosomes, free of ``N`` and of the ``exclude`` strings."""
 
-    def __init__(self, fasta: str | os.PathLike, chroms: list[str], rng: np.random.Generator) -> None:
+    def __init__(self, fasta: str | os.PathLike, chroms: list[str], rng: np.random.Generator,
+                 exclude: tuple[str, ...] = ()) -> None:
         with pysam.FastaFile(str(fasta)) as reader:
             self.sequences = {c: np.frombuffer(reader.fetch(c).upper().encode(), dtype=np.uint8) for c in chroms}
         self.chroms = chroms
         self.weights = np.array([self.sequences[c].size for c in chroms], dtype=float)
         self.weights /= self.weights.sum()
         self.rng = rng
+        self.exclude = [e.upper().encode() for e in exclude]
 
     def sample(self, length: int) -> np.ndarray:
         return self.sample_located(length)[2]
@@ -91,16 +95,17 @@ class BackgroundSampler:
             seq = self.sequences[chrom]
             start = int(self.rng.integers(0, seq.size - length))
             window = seq[start : start + length]
-            if not (window == ord("N")).any():
+            if not (window == ord("N")).any() and not any(e in window.tobytes() for e in self.exclude):
                 return chrom, start, window.copy()
-        raise ValueError(f"no N-free window of {length} bp in {self.chroms}")
+        raise ValueError(f"no N-free window of {length} bp without {self.exclude} in {self.chroms}")
 
 
 def _implant(background: np.ndarray, element: np.ndarray, at: int) -> None:
     background[at : at + element.size] = element
 
 
-def _motif_example(label: int, seq: np.ndarray, motifs: list[bytes], rng: np.random.Generator) -> np.ndarray:
+def _motif_example(label: int, variant: int, seq: np.ndarray, motifs: list[bytes],
+                   rng: np.random.Generator) -> np.ndarray:
     length = seq.size
     motif = np.frombuffer(motifs[0], dtype=np.uint8)
     if label == 1:
@@ -115,7 +120,8 @@ def _motif_example(label: int, seq: np.ndarray, motifs: list[bytes], rng: np.ran
     return seq
 
 
-def _multiclass_example(label: int, seq: np.ndarray, motifs: list[bytes], rng: np.random.Generator) -> np.ndarray:
+def _multiclass_example(label: int, variant: int, seq: np.ndarray, motifs: list[bytes],
+                        rng: np.random.Generator) -> np.ndarray:
     length = seq.size
     family = label if label > 0 else int(rng.integers(1, 4))
     motif = np.frombuffer(motifs[family], dtype=np.uint8)
@@ -126,26 +132,18 @@ def _multiclass_example(label: int, seq: np.ndarray, motifs: list[bytes], rng: n
     return seq
 
 
-#: the two element families of the ``long_range`` task: a GC-rich and an AT-rich 12 bp satellite unit
-LONG_RANGE_UNITS = (b"GGCGCCGCGGGC", b"ATTAAATTTATA")
-
-
-def tandem_array(unit: bytes, copies: int, rng: np.random.Generator) -> np.ndarray:
-    """A satellite-like tandem array: ``copies`` copies of ``unit`` with 5 % substitutions."""
-    return mutate(np.tile(np.frombuffer(unit, dtype=np.uint8), copies), 0.05, rng)
-
-
-def _long_range_example(label: int, seq: np.ndarray, motifs: list[bytes], rng: np.random.Generator) -> np.ndarray:
+def _long_range_example(label: int, variant: int, seq: np.ndarray, units: list[bytes],
+                        rng: np.random.Generator) -> np.ndarray:
     length = seq.size
     # the layout at the default length (A starts in [100, 300), B starts >= 8192 bp after A ends and ends >= 50
     # bp before the sequence does, 100 copies per element), scaled to this length
     scale = length / DEFAULTS["long_range"].length
     copies = max(2, round(100 * scale))
     min_gap = round(8192 * scale)
-    family_a = int(rng.integers(0, 2))
+    family_a = variant  # balanced with the label in each split: neither element alone says anything
     family_b = family_a if label == 1 else 1 - family_a
-    element_a = tandem_array(LONG_RANGE_UNITS[family_a], copies, rng)
-    element_b = tandem_array(LONG_RANGE_UNITS[family_b], copies, rng)
+    element_a = tandem_array(units[family_a], copies, rng)
+    element_b = tandem_array(units[family_b], copies, rng)
     start_a = int(rng.integers(round(100 * scale), round(300 * scale)))
     earliest_b = start_a + element_a.size + min_gap
     latest_b = length - element_b.size - round(50 * scale)
@@ -157,7 +155,8 @@ def _long_range_example(label: int, seq: np.ndarray, motifs: list[bytes], rng: n
     return seq
 
 
-def _centred_example(label: int, seq: np.ndarray, motifs: list[bytes], rng: np.random.Generator) -> np.ndarray:
+def _centred_example(label: int, variant: int, seq: np.ndarray, motifs: list[bytes],
+                     rng: np.random.Generator) -> np.ndarray:
     element = tandem_array(motifs[4 + label], 6, rng)
     _implant(seq, element, seq.size // 2 - element.size // 2)
     return seq
@@ -186,15 +185,21 @@ def make_demo_benchmark(
     defaults = DEFAULTS[task]
     length = length or defaults.length
     counts = {"train": n_train or defaults.n_train, "test": n_test or defaults.n_test}
-    motifs = motif_consensus(genome_spec)
+    if task == "long_range" and len(genome_spec.satellite_units) != 2:
+        raise ValueError(f"demo benchmark long_range needs the genome's two satellite families, "
+                         f"not satellite_units {genome_spec.satellite_units}")
+    # what the task implants: satellite units for long_range, the motif families otherwise
+    elements = ([u.encode() for u in genome_spec.satellite_units] if task == "long_range"
+                else motif_consensus(genome_spec))
     rng = np.random.default_rng([seed, TASKS.index(task)])
     rows = []
     for split, chroms in (("train", train_chroms), ("test", test_chroms)):
-        sampler = BackgroundSampler(genome, chroms, rng)
-        labels = np.arange(counts[split]) % defaults.num_classes  # balanced classes
-        for i, label in enumerate(rng.permutation(labels)):
+        sampler = BackgroundSampler(genome, chroms, rng, exclude=genome_spec.satellite_units)
+        cells = np.arange(counts[split]) % (defaults.num_classes * defaults.variants)  # balanced design
+        for i, cell in enumerate(rng.permutation(cells)):
+            label, variant = cell % defaults.num_classes, cell // defaults.num_classes
             chrom, start, background = sampler.sample_located(length)
-            seq = GENERATORS[task](int(label), background, motifs, rng).tobytes().decode()
+            seq = GENERATORS[task](int(label), int(variant), background, elements, rng).tobytes().decode()
             rows.append((f"{name}_{split}_{i}", seq, int(label), split, chrom, start, start + length, "+", seq))
     frame = pd.DataFrame(rows, columns=["id", "sequence", "label", "split", "chrom", "start", "end", "strand", "core"])
     info = BenchmarkInfo(

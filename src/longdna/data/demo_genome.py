@@ -15,7 +15,10 @@ reshuffle the others):
 4. **Motif families**: ``motif_families`` short consensus motifs recur genome-wide on either strand with
    ``motif_mutation_rate`` substitutions, one instance every ``motif_spacing`` bp on average. Family 0 is a
    promoter-like TATA-box motif; the demo benchmarks implant members of these families.
-5. **Gaps**: runs of ``N`` at both telomeres, one centromere-like gap and a few short gaps per chromosome.
+5. **Satellites**: tandem arrays of the ``satellite_units`` (one array every ``satellite_spacing`` bp on
+   average, 40-150 copies, 5 % substitutions), soft-masked as RepeatMasker masks satellites; the demo's
+   long-range benchmark is built from arrays of the same two families.
+6. **Gaps**: runs of ``N`` at both telomeres, one centromere-like gap and a few short gaps per chromosome.
 
 The result is written as bgzipped FASTA (60 bases per line) with ``.fai`` and ``.gzi`` indexes.
 """
@@ -50,6 +53,8 @@ class DemoGenomeSpec:
     motif_families: int = 12
     motif_spacing: int = 2_500
     motif_mutation_rate: float = 0.08
+    satellite_units: tuple[str, ...] = ("GGCGCCGCGGGC", "ATTAAATTTATA")  # a GC-rich and an AT-rich family
+    satellite_spacing: int = 50_000
     telomere_gap: int = 10_000
     centromere_gap: int = 50_000
     short_gaps: int = 3
@@ -65,6 +70,8 @@ class DemoGenomeSpec:
             values["chromosome_lengths"] = tuple(int(x) for x in values["chromosome_lengths"])
         if "gc_levels" in values:
             values["gc_levels"] = tuple(float(x) for x in values["gc_levels"])
+        if "satellite_units" in values:
+            values["satellite_units"] = tuple(str(x).upper() for x in values["satellite_units"])
         return cls(**values)
 
     def to_dict(self) -> dict:
@@ -72,7 +79,9 @@ class DemoGenomeSpec:
 
 
 def _streams(spec: DemoGenomeSpec) -> dict[str, np.random.Generator]:
-    names = ["table", "motifs", "repeats"] + [f"chrom{i}" for i in range(len(spec.chromosome_lengths))]
+    n = len(spec.chromosome_lengths)
+    # appended after the original streams, so that adding a layer left the earlier layers unchanged
+    names = ["table", "motifs", "repeats"] + [f"chrom{i}" for i in range(n)] + [f"satellites{i}" for i in range(n)]
     children = np.random.SeedSequence(spec.seed).spawn(len(names))
     return {name: np.random.default_rng(child) for name, child in zip(names, children)}
 
@@ -130,6 +139,11 @@ def reverse_complement_bytes(seq: np.ndarray) -> np.ndarray:
     return COMPLEMENT_BYTES[seq[::-1]]
 
 
+def tandem_array(unit: bytes, copies: int, rng: np.random.Generator) -> np.ndarray:
+    """A satellite-like tandem array: ``copies`` copies of ``unit`` with 5 % substitutions."""
+    return mutate(np.tile(np.frombuffer(unit, dtype=np.uint8), copies), 0.05, rng)
+
+
 def _chromosome(spec: DemoGenomeSpec, index: int, tables: np.ndarray, repeats: list[np.ndarray],
                 motifs: list[bytes]) -> np.ndarray:
     rng = _streams(spec)[f"chrom{index}"]
@@ -170,7 +184,15 @@ def _chromosome(spec: DemoGenomeSpec, index: int, tables: np.ndarray, repeats: l
     for family, at, minus in zip(families, positions, strands):
         motif = mutate(np.frombuffer(motifs[family], dtype=np.uint8), spec.motif_mutation_rate, rng)
         seq[at : at + motif.size] = reverse_complement_bytes(motif) if minus else motif
-    # 5. assembly gaps
+    # 5. soft-masked satellite arrays
+    if spec.satellite_units and spec.satellite_spacing:
+        satellite_rng = _streams(spec)[f"satellites{index}"]
+        for _ in range(length // spec.satellite_spacing):
+            unit = spec.satellite_units[int(satellite_rng.integers(len(spec.satellite_units)))].encode()
+            array = tandem_array(unit, int(satellite_rng.integers(40, 151)), satellite_rng)
+            at = int(satellite_rng.integers(0, length - array.size))
+            seq[at : at + array.size] = array + 32  # lower case
+    # 6. assembly gaps
     seq[: spec.telomere_gap] = ord("N")
     seq[length - spec.telomere_gap :] = ord("N")
     centre = int(rng.integers(length // 3, 2 * length // 3))

@@ -4,6 +4,12 @@ Protocol (the honest one): a validation split is carved from train with the run'
 classes) unless the benchmark ships one, or with ``kfold`` the seed picks the validation fold; the epoch with
 the best validation metric is kept; the test split is predicted once, at the end, with that model.
 
+Head initialisation: ``random``, or ``probe`` for LP-FT (Kumar et al., ICLR 2022): the head is first fitted
+on the frozen backbone's pooled training features (:func:`fit_head`), then everything is fine-tuned. A random
+head's first updates push large, uninformative gradients into the backbone; a fitted one starts fine-tuning
+where a linear probe ends, for the price of one forward pass over the training split. The probe's validation
+metrics are history's epoch 0; model selection only considers fine-tuned epochs.
+
 Sequence length: a sequence longer than ``max_length`` keeps its ``keep`` part (``start``, ``end`` or
 ``center``); shorter ones in a batch are padded with ``[PAD]`` on ``padding_side`` (``auto``: left for
 causal models, so the last position is a real base, right for bidirectional ones). Pooling ignores padding.
@@ -39,6 +45,7 @@ from longdna.eval.metrics import compute_metrics
 from longdna.io import atomic_path, read_json, write_json
 from longdna.models import SequenceClassifier, build_model, load_pretrained, read_checkpoint_config
 from longdna.models.base import POOLINGS, config_from_dict
+from longdna.models.heads import reverse_complement_padded
 from longdna.train.optim import build_optimizer, warmup_cosine
 
 MODEL_FILE = "model.safetensors"
@@ -58,6 +65,8 @@ class FinetuneConfig:
     pooling: str = "mean"  # mean | max | last | first
     head_dropout: float = 0.0
     freeze_backbone: bool = False  # linear probe
+    head_init: str = "random"  # random | probe (LP-FT: fit the head on frozen features, then fine-tune)
+    probe_l2: float = 1e-3  # L2 penalty on the head's weights when head_init is probe
     init: str = "pretrained"  # pretrained | scratch (same architecture, random weights)
     backbone_overrides: dict[str, Any] | None = None  # e.g. dropout settings for fine-tuning
     rc_augment: float = 0.0  # probability of reverse-complementing a training sequence
@@ -79,6 +88,7 @@ class FinetuneConfig:
         for name, value, allowed in (
             ("pooling", config.pooling, POOLINGS),
             ("init", config.init, ("pretrained", "scratch")),
+            ("head_init", config.head_init, ("random", "probe")),
             ("keep", config.keep, ("start", "end", "center")),
             ("padding_side", config.padding_side, ("auto", "left", "right")),
             ("precision", config.precision, ("auto", "fp32", "bf16")),
@@ -198,6 +208,32 @@ def to_outputs(task: str, scores: Tensor) -> Tensor:
     return scores.float()
 
 
+def fit_head(head: torch.nn.Linear, features: Tensor, targets: Tensor, task: str, l2: float,
+             max_iter: int = 200) -> float:
+    """Fit the linear head on frozen pooled features: full-batch L-BFGS on the task loss plus ``l2`` times
+    the squared weights (not the bias), which keeps the scores finite when the classes are separable.
+    Returns the task loss of the fitted head.
+
+    ``features`` is (views, N, feature_size): one view, or two (sequence and reverse complement) when the
+    classifier averages its scores over both strands.
+    """
+    features, targets = features.to(head.weight.dtype), targets.to(features.device)
+    optimizer = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def task_loss_of_head() -> Tensor:
+        return task_loss(task, torch.stack([head(view) for view in features]).mean(0), targets)
+
+    def closure() -> Tensor:
+        optimizer.zero_grad()
+        loss = task_loss_of_head() + l2 * head.weight.square().sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    with torch.no_grad():
+        return task_loss_of_head().item()
+
+
 # -- the run -------------------------------------------------------------------------------------------------
 def finetune(
     benchmark_dir: str | os.PathLike,
@@ -267,6 +303,24 @@ def finetune(
     def evaluate(name: str) -> dict[str, float]:
         return compute_metrics(info.task, labels[rows[name]], predict(rows[name]), info.num_outputs)
 
+    def training_targets(index: np.ndarray) -> Tensor:
+        return torch.as_tensor((labels[index] - shift) / scale if info.task == "regression" else labels[index],
+                               device=device)
+
+    @torch.no_grad()
+    def frozen_features(index: np.ndarray) -> Tensor:
+        """(views, N, feature_size) pooled features of the backbone in eval mode, in ``index`` order."""
+        model.eval()
+        views = torch.empty((2 if model.rc_conjoin else 1, index.size, model.backbone.feature_size), device=device)
+        for batch in length_bucketed_batches(lengths[index], eval_batch, None):
+            ids, mask = batch_tensors(index[batch], None)
+            with autocast:
+                views[0, batch] = model.features(ids, mask).float()
+                if model.rc_conjoin:
+                    views[1, batch] = model.features(reverse_complement_padded(ids, mask), mask).float()
+        return views
+
+
     optimizer = build_optimizer(model, config.lr, config.weight_decay)
     steps_per_epoch = math.ceil(rows["train"].size / config.batch_size)
     total_steps = config.epochs * steps_per_epoch
@@ -275,14 +329,37 @@ def finetune(
     rng = np.random.default_rng([seed, 0x7EA1])
     best_value, best_state, best_epoch, since_best = -math.inf, None, 0, 0
     history, step = [], 0
+
+    def end_epoch(epoch: int, train_loss: float, tick: float) -> bool:
+        """Validate, record, keep the best fine-tuned model; True when early stopping ends the run."""
+        nonlocal best_value, best_state, best_epoch, since_best
+        valid = evaluate("valid")
+        history.append({"epoch": epoch, "train_loss": train_loss, "seconds": time.time() - tick,
+                        **{f"valid_{k}": v for k, v in valid.items()}})
+        if progress:
+            print(f"epoch {epoch}: train loss {train_loss:.4f}, valid {selection} {valid[selection]:.4f}",
+                  file=sys.stderr, flush=True)
+        if epoch == 0:  # the probe is recorded, not selected: the run's model is a fine-tuned one
+            return False
+        if valid[selection] > best_value:
+            best_value, best_epoch, since_best = valid[selection], epoch, 0
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            return False
+        since_best += 1
+        return config.early_stopping_patience is not None and since_best >= config.early_stopping_patience
+
+    if config.head_init == "probe":  # history's epoch 0: the probe, before any fine-tuning
+        tick = time.time()
+        probe_loss = fit_head(model.score, frozen_features(rows["train"]), training_targets(rows["train"]),
+                              info.task, config.probe_l2)
+        end_epoch(0, probe_loss, tick)
     for epoch in range(1, config.epochs + 1):
         model.train()
         tick, losses = time.time(), []
         for batch in length_bucketed_batches(lengths[rows["train"]], config.batch_size, rng):
             index = rows["train"][batch]
             ids, mask = batch_tensors(index, rng)
-            target = torch.as_tensor((labels[index] - shift) / scale if info.task == "regression" else labels[index],
-                                     device=device)
+            target = training_targets(index)
             with autocast:
                 scores = model(ids, mask)
             loss = task_loss(info.task, scores, target)
@@ -296,19 +373,8 @@ def finetune(
             optimizer.zero_grad(set_to_none=True)
             losses.append(loss.item())
             step += 1
-        valid = evaluate("valid")
-        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "seconds": time.time() - tick,
-                        **{f"valid_{k}": v for k, v in valid.items()}})
-        if progress:
-            print(f"epoch {epoch}: train loss {history[-1]['train_loss']:.4f}, valid {selection} "
-                  f"{valid[selection]:.4f}", file=sys.stderr, flush=True)
-        if valid[selection] > best_value:
-            best_value, best_epoch, since_best = valid[selection], epoch, 0
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        else:
-            since_best += 1
-            if config.early_stopping_patience is not None and since_best >= config.early_stopping_patience:
-                break
+        if end_epoch(epoch, float(np.mean(losses)), tick):
+            break
     model.load_state_dict(best_state)
     results = {name: evaluate(name) for name in ("valid", "test")}  # test touched once, here
     predictions = []
@@ -330,7 +396,7 @@ def finetune(
         "metric": info.metric,
         "selection_metric": selection,
         "best_epoch": best_epoch,
-        "epochs_run": len(history),
+        "epochs_run": history[-1]["epoch"],  # fine-tuning epochs (a probe is epoch 0)
         "num_parameters": model.backbone.num_parameters(),
         "metrics": results,
         "config": asdict(config),
