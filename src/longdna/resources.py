@@ -129,17 +129,20 @@ def finetune_resources(
     gpus: int = 0,
     threads: int = 1,
 ) -> dict[str, int]:
-    """``mem_mb`` and ``runtime`` of one fine-tuning (or scoring) job on ``examples`` sequences of ``length``."""
+    """``mem_mb``, ``runtime`` (the padded wall-time limit, minutes) and ``seconds`` (the unpadded compute
+    estimate, which orders jobs) of one fine-tuning (or scoring) job on ``examples`` sequences of ``length``."""
     batch = int(settings.get("batch_size", 32))
-    epochs = int(settings.get("epochs", 10))
+    # a probe head costs one forward pass over the data, a third of a training epoch
+    epochs = int(settings.get("epochs", 10)) + (1 / 3 if settings.get("head_init") == "probe" else 0)
     d_model, n_layer = model_shape(arch, arch_config)
     params = approx_parameters(arch, arch_config)
     per_process = (BASE_MB_GPU if gpus else BASE_MB_CPU) + 16 * params / 1e6 + 4 * examples * length / 1e6
     if not gpus:
         per_process += batch * length * ACTIVATION_BYTES.get(arch, 300) * d_model * n_layer / 1e6
-    work = epochs * examples * length * flops_per_token(arch, arch_config, length)
-    return {"mem_mb": _round_mb(per_process + 500),
-            "runtime": _minutes(work / throughput(arch, min(gpus, 1), threads) + 60)}
+    seconds = epochs * examples * length * flops_per_token(arch, arch_config, length) / throughput(
+        arch, min(gpus, 1), threads)
+    return {"mem_mb": _round_mb(per_process + 500), "runtime": _minutes(seconds + 60),
+            "seconds": max(1, round(seconds))}
 
 
 def tokenize_mem_mb(length: int) -> int:

@@ -99,7 +99,7 @@ rule finetune_model:
     benchmark:
         "benchmarks/finetune/{benchmark}/{model}/seed{seed}.tsv"
     # longest first: on a few cores a long-range run started last would trail alone behind all the others
-    priority: lambda wildcards: finetune_estimate(wildcards)["runtime"]
+    priority: lambda wildcards: finetune_estimate(wildcards)["seconds"]
     threads: threads_for("finetune", 1)
     resources:
         gpu=min(gpus_for("finetune"), 1),  # one process per job: fine-tuning runs are many and small

@@ -320,7 +320,6 @@ def finetune(
                     views[1, batch] = model.features(reverse_complement_padded(ids, mask), mask).float()
         return views
 
-
     optimizer = build_optimizer(model, config.lr, config.weight_decay)
     steps_per_epoch = math.ceil(rows["train"].size / config.batch_size)
     total_steps = config.epochs * steps_per_epoch
