@@ -146,7 +146,8 @@ def tandem_array(unit: bytes, copies: int, rng: np.random.Generator) -> np.ndarr
 
 def _chromosome(spec: DemoGenomeSpec, index: int, tables: np.ndarray, repeats: list[np.ndarray],
                 motifs: list[bytes]) -> np.ndarray:
-    rng = _streams(spec)[f"chrom{index}"]
+    streams = _streams(spec)
+    rng = streams[f"chrom{index}"]
     length = spec.chromosome_lengths[index]
     # 1-2. isochores filled with class-specific Markov background
     bounds = [0]
@@ -186,7 +187,7 @@ def _chromosome(spec: DemoGenomeSpec, index: int, tables: np.ndarray, repeats: l
         seq[at : at + motif.size] = reverse_complement_bytes(motif) if minus else motif
     # 5. soft-masked satellite arrays
     if spec.satellite_units and spec.satellite_spacing:
-        satellite_rng = _streams(spec)[f"satellites{index}"]
+        satellite_rng = streams[f"satellites{index}"]
         for _ in range(length // spec.satellite_spacing):
             unit = spec.satellite_units[int(satellite_rng.integers(len(spec.satellite_units)))].encode()
             array = tandem_array(unit, int(satellite_rng.integers(40, 151)), satellite_rng)

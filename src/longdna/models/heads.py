@@ -64,11 +64,15 @@ class SequenceClassifier(nn.Module):
         hidden = self.backbone.embed(input_ids)
         return self.backbone.pooled_features(hidden, mask, self.pooling)
 
+    def strand_features(self, input_ids: Tensor, mask: Tensor | None = None) -> Tensor:
+        """(views, B, feature_size): the sequence's features, and with ``rc_conjoin`` its reverse complement's;
+        the scores are the mean of the views' scores."""
+        views = [self.features(input_ids, mask)]
+        if self.rc_conjoin:
+            if mask is None:
+                mask = torch.ones_like(input_ids, dtype=torch.bool)
+            views.append(self.features(reverse_complement_padded(input_ids, mask), mask))
+        return torch.stack(views)
+
     def forward(self, input_ids: Tensor, mask: Tensor | None = None) -> Tensor:
-        scores = self.score(self.dropout(self.features(input_ids, mask)))
-        if not self.rc_conjoin:
-            return scores
-        if mask is None:
-            mask = torch.ones_like(input_ids, dtype=torch.bool)
-        rc_scores = self.score(self.dropout(self.features(reverse_complement_padded(input_ids, mask), mask)))
-        return (scores + rc_scores) / 2
+        return self.score(self.dropout(self.strand_features(input_ids, mask))).mean(0)

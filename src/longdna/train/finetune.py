@@ -45,7 +45,6 @@ from longdna.eval.metrics import compute_metrics
 from longdna.io import atomic_path, read_json, write_json
 from longdna.models import SequenceClassifier, build_model, load_pretrained, read_checkpoint_config
 from longdna.models.base import POOLINGS, config_from_dict
-from longdna.models.heads import reverse_complement_padded
 from longdna.train.optim import build_optimizer, warmup_cosine
 
 MODEL_FILE = "model.safetensors"
@@ -214,14 +213,13 @@ def fit_head(head: torch.nn.Linear, features: Tensor, targets: Tensor, task: str
     the squared weights (not the bias), which keeps the scores finite when the classes are separable.
     Returns the task loss of the fitted head.
 
-    ``features`` is (views, N, feature_size): one view, or two (sequence and reverse complement) when the
-    classifier averages its scores over both strands.
+    ``features`` is (views, N, feature_size), :meth:`SequenceClassifier.strand_features` of the data.
     """
     features, targets = features.to(head.weight.dtype), targets.to(features.device)
     optimizer = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
 
     def task_loss_of_head() -> Tensor:
-        return task_loss(task, torch.stack([head(view) for view in features]).mean(0), targets)
+        return task_loss(task, head(features).mean(0), targets)  # scores as SequenceClassifier averages them
 
     def closure() -> Tensor:
         optimizer.zero_grad()
@@ -315,9 +313,7 @@ def finetune(
         for batch in length_bucketed_batches(lengths[index], eval_batch, None):
             ids, mask = batch_tensors(index[batch], None)
             with autocast:
-                views[0, batch] = model.features(ids, mask).float()
-                if model.rc_conjoin:
-                    views[1, batch] = model.features(reverse_complement_padded(ids, mask), mask).float()
+                views[:, batch] = model.strand_features(ids, mask).float()
         return views
 
     optimizer = build_optimizer(model, config.lr, config.weight_decay)

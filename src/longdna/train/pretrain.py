@@ -696,7 +696,7 @@ class Trainer:
             })
             write_json(self.out_dir / "summary.json", summary)
             self.log.finish()
-            plot_training_curve(self.out_dir / "metrics.jsonl", self.out_dir / "curve.png", f"{self.arch} pretraining")
+            plot_training_curve(self.out_dir / METRICS_FILE, self.out_dir / "curve.png", f"{self.arch} pretraining")
         self.dist.barrier()
         return summary
 
