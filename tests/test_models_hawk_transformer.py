@@ -10,7 +10,9 @@ import torch.nn.functional as F
 
 from longdna import vocab
 from longdna.models import build_model, load_pretrained, save_pretrained
+from longdna.models import hawk
 from longdna.models.hawk import MAX_SQRT_GRADIENT, sqrt_bounded_gradient
+from longdna.models.scan import linear_scan_parallel
 from longdna.models.transformer import attention_reference
 from longdna.train.optim import parameter_groups
 
@@ -95,9 +97,12 @@ def test_bidirectional_models_see_the_future(name):
     assert not torch.allclose(model.embed(changed)[:, 5], model.embed(ids)[:, 5])
 
 
+@pytest.mark.parametrize("scan", ["sequential", "parallel"])
 @pytest.mark.parametrize("name", list(TINY))
 @pytest.mark.parametrize("length", [1, 7, 20, 37])
-def test_fast_path_matches_reference(name, length):
+def test_fast_path_matches_reference(name, length, scan, monkeypatch):
+    if scan == "parallel":  # what a GPU runs (a CPU runs the sequential scan)
+        monkeypatch.setattr(hawk, "linear_scan", linear_scan_parallel)
     model = tiny(name)  # scan chunks of 8: 20 and 37 span several
     ids = tokens(2, length)
     fast = model(ids)

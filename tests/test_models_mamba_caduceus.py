@@ -11,7 +11,9 @@ import torch.nn.functional as F
 
 from longdna import vocab
 from longdna.models import build_model, load_pretrained, save_pretrained
+from longdna.models import mamba
 from longdna.models.mamba import selective_scan, selective_scan_reference
+from longdna.models.scan import linear_scan_parallel
 
 COMPLEMENT = torch.as_tensor(vocab.COMPLEMENT)
 VARIANTS = {
@@ -163,9 +165,12 @@ def test_selective_scan_matches_reference_from_a_state():
     torch.testing.assert_close(h, h_ref, **EXACT)
 
 
+@pytest.mark.parametrize("scan", ["sequential", "parallel"])
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("length", [1, 7, 8, 21, 50])
-def test_fast_path_matches_reference(variant, length):
+def test_fast_path_matches_reference(variant, length, scan, monkeypatch):
+    if scan == "parallel":  # what a GPU runs without mamba_ssm (a CPU runs the sequential scan)
+        monkeypatch.setattr(mamba, "linear_scan", linear_scan_parallel)
     model = tiny(variant)  # scan_chunk_size 8: lengths below, at and across chunk boundaries
     x = tokens(2, length, seed=length)
     fast = model(x)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import shutil
@@ -25,7 +24,7 @@ from longdna.train import pretrain as engine
 from longdna.train.checkpoints import CheckpointStore
 from longdna.train.distributed import Distributed
 from longdna.train.launch import first_host, launch_command, run_command
-from longdna.train.memory import MemoryBudgetError, estimate_training_memory
+from longdna.train.memory import MemoryBudgetError, estimate_training_memory, malloc_bytes_in_use
 from longdna.train.objectives import token_loss_sum
 from longdna.train.pretrain import (
     PREEMPTED_EXIT_CODE,
@@ -326,26 +325,15 @@ class MallocPeak(TorchDispatchMode):
 
     def __init__(self) -> None:
         super().__init__()
-        self.libc = ctypes.CDLL("libc.so.6")
-        self.libc.mallinfo2.restype = MallInfo2
-        self.base = self.peak = self.used()
-
-    def used(self) -> int:
-        info = self.libc.mallinfo2()
-        return info.uordblks + info.hblkhd  # bytes in use from the heap + in mmap'ed blocks
+        self.base = self.peak = malloc_bytes_in_use()
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         out = func(*args, **(kwargs or {}))
-        self.peak = max(self.peak, self.used())
+        self.peak = max(self.peak, malloc_bytes_in_use())
         return out
 
 
-class MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in
-                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
-
-
-@pytest.mark.skipif(not hasattr(ctypes.CDLL(None), "mallinfo2"), reason="needs glibc >= 2.33 (mallinfo2)")
+@pytest.mark.skipif(malloc_bytes_in_use() is None, reason="needs glibc >= 2.33 (mallinfo2)")
 @pytest.mark.parametrize("checkpointing", [False, True])
 @pytest.mark.parametrize("arch", ["hyenadna", "mamba", "caduceus", "hawk", "transformer"])
 def test_memory_estimate_matches_the_real_peak_of_a_step(arch: str, checkpointing: bool) -> None:

@@ -19,13 +19,16 @@ What is counted:
 Not counted: the CUDA context, allocator fragmentation and library workspaces (cuFFT plans); the caller
 compares the estimate with a fraction of the budget to leave room for them.
 
-Accuracy (CPU, fp32, all five architectures, with and without checkpointing): within 0.99-1.15x of the real
-peak of live bytes of a forward + backward, measured by polling glibc's ``mallinfo2`` after every operation
-(``tests/test_pretrain.py``). The resident set size can exceed that peak (glibc keeps freed blocks mapped).
+Accuracy (CPU, fp32, all five architectures, with and without checkpointing): 0.82-1.23x the real peak of
+live bytes of a forward + backward, measured by polling glibc's ``mallinfo2`` after every operation
+(``tests/test_pretrain.py``). On a CPU the resident set size can be several times that peak: glibc's malloc
+keeps freed blocks, and the sequential scans' many small tensors fragment its heap (bench/RESULTS.md).
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,6 +42,33 @@ from longdna.train.objectives import token_loss_sum
 
 BYTES_PER_PARAMETER = 16  # fp32 weight + gradient + AdamW exp_avg + exp_avg_sq
 GIB = 2**30
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+
+
+@functools.cache
+def _mallinfo2() -> Callable[[], _MallInfo2] | None:
+    try:
+        function = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):  # not glibc, or glibc < 2.33
+        return None
+    function.restype = _MallInfo2
+    return function
+
+
+def malloc_bytes_in_use() -> int | None:
+    """Bytes glibc's malloc has handed out and not yet had back (heap + mmap'ed blocks): the live bytes of the
+    process's CPU tensors plus Python's own; ``None`` without glibc >= 2.33 (or with another allocator
+    preloaded, whose blocks glibc does not see: then the count stays flat). Walks malloc's free lists under
+    its locks, so polling it often slows a process with a fragmented heap."""
+    function = _mallinfo2()
+    if function is None:
+        return None
+    info = function()
+    return info.uordblks + info.hblkhd
 
 
 class MemoryBudgetError(ValueError):
