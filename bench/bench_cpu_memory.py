@@ -19,6 +19,7 @@ Prints one JSON line:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -36,9 +37,9 @@ class LiveBytesPoller:
     """Peak of glibc's bytes in use (:func:`~longdna.train.memory.malloc_bytes_in_use`), sampled from a thread."""
 
     def __init__(self, interval: float = 0.0005) -> None:
-        if malloc_bytes_in_use() is None:
-            raise SystemExit("--live needs glibc >= 2.33 (mallinfo2)")
         self.interval, self.base = interval, malloc_bytes_in_use()
+        if self.base is None:
+            raise SystemExit("--live needs glibc >= 2.33 (mallinfo2)")
         self.peak, self._stop = self.base, threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
@@ -78,11 +79,8 @@ def main() -> None:
     tokens = torch.randint(7, 11, (1, args.length))
     poller = LiveBytesPoller() if args.live else None
     started = time.perf_counter()
-    if poller is None:
+    with poller or contextlib.nullcontext():
         token_loss_sum(model(tokens), tokens)[0].backward()
-    else:
-        with poller:
-            token_loss_sum(model(tokens), tokens)[0].backward()
     seconds = time.perf_counter() - started
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     weights = 16 * model.num_parameters()
