@@ -85,15 +85,24 @@ def main() -> None:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     weights = 16 * model.num_parameters()
     # after the measurement: the fake-tensor forward leaves its own garbage in the allocator
-    estimate = estimate_training_memory(build, 1, args.length, device=torch.device("cpu"),
-                                        activation_checkpointing=args.checkpointing)
-    print(json.dumps({
-        "arch": args.arch, "preset": args.preset, "length": args.length, "checkpointing": args.checkpointing,
-        "allocator": os.environ.get("LD_PRELOAD") or "glibc", "estimate_gib": round(estimate.total / GIB, 3),
-        "live_gib": None if poller is None else round((poller.peak - poller.base + weights) / GIB, 3),
-        "rss_gib": round(rss / GIB, 3),
-        "seconds": round(seconds, 1),
-    }))
+    estimate = estimate_training_memory(
+        build, 1, args.length, device=torch.device("cpu"), activation_checkpointing=args.checkpointing
+    )
+    print(
+        json.dumps(
+            {
+                "arch": args.arch,
+                "preset": args.preset,
+                "length": args.length,
+                "checkpointing": args.checkpointing,
+                "allocator": os.environ.get("LD_PRELOAD") or "glibc",
+                "estimate_gib": round(estimate.total / GIB, 3),
+                "live_gib": None if poller is None else round((poller.peak - poller.base + weights) / GIB, 3),
+                "rss_gib": round(rss / GIB, 3),
+                "seconds": round(seconds, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

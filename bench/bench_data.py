@@ -170,8 +170,10 @@ def main() -> None:
 
     cpu = platform.processor() or platform.machine()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"\nMachine: {os.cpu_count()} CPU cores ({cpu}), load average {load}; Python {platform.python_version()},"
-          f" numpy {np.__version__}, torch {torch.__version__}; genome {args.mbp} Mbp in 8 chromosomes\n")
+    print(
+        f"\nMachine: {os.cpu_count()} CPU cores ({cpu}), load average {load}; Python {platform.python_version()},"
+        f" numpy {np.__version__}, torch {torch.__version__}; genome {args.mbp} Mbp in 8 chromosomes\n"
+    )
     print("| FASTA path (1 process) | Mbp per CPU second |\n|---|---:|")
     for name, value in tok.items():
         print(f"| {name} | {value:.0f} |")
@@ -179,19 +181,27 @@ def main() -> None:
     tokenize = tok["tokenize bgzip"]
     serial = HG38_BP / 1e6 / norm
     parallel = max(HG38_BP / 1e6 / (8 * tokenize), HG38_CHR1_BP / 1e6 / tokenize)
-    print(f"\nTarget: tokenize plain >= {TARGET_TOKENIZE_MBPS} Mbp/s per core: "
-          f"{'met' if tok['tokenize plain'] >= TARGET_TOKENIZE_MBPS else 'MISSED'} ({tok['tokenize plain']:.0f}).")
-    print(f"hg38 projection, 8 cores: genome stage (gzip -> bgzip, one job) {serial:.0f} s + tokenize"
-          f" (bgzip, one job per chromosome, bounded by chr1) {parallel:.0f} s = {serial + parallel:.0f} s.\n")
+    print(
+        f"\nTarget: tokenize plain >= {TARGET_TOKENIZE_MBPS} Mbp/s per core: "
+        f"{'met' if tok['tokenize plain'] >= TARGET_TOKENIZE_MBPS else 'MISSED'} ({tok['tokenize plain']:.0f})."
+    )
+    print(
+        f"hg38 projection, 8 cores: genome stage (gzip -> bgzip, one job) {serial:.0f} s + tokenize"
+        f" (bgzip, one job per chromosome, bounded by chr1) {parallel:.0f} s = {serial + parallel:.0f} s.\n"
+    )
     print("Window samples per CPU second:\n")
-    print("| window | baseline | RandomWindows | RC 0.5 | raw int64 | raw uint8 |"
-          " vs baseline | vs raw int64 |\n|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| window | baseline | RandomWindows | RC 0.5 | raw int64 | raw uint8 |"
+        " vs baseline | vs raw int64 |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+    )
     for length, r in win.items():
-        print(f"| {length // 1024} kb | {r['baseline']:.1f} | {r['RandomWindows']:.0f}"
-              f" | {r['RandomWindows rc=0.5']:.0f}"
-              f" | {r['raw int64']:.0f} | {r['raw uint8']:.0f} | {r['RandomWindows'] / r['baseline']:.0f}x"
-              f" (target >= {TARGET_SPEEDUP}x) | {r['raw int64'] / r['RandomWindows']:.2f}x slower"
-              f" (target <= {TARGET_RAW_RATIO}x) |")
+        print(
+            f"| {length // 1024} kb | {r['baseline']:.1f} | {r['RandomWindows']:.0f}"
+            f" | {r['RandomWindows rc=0.5']:.0f}"
+            f" | {r['raw int64']:.0f} | {r['raw uint8']:.0f} | {r['RandomWindows'] / r['baseline']:.0f}x"
+            f" (target >= {TARGET_SPEEDUP}x) | {r['raw int64'] / r['RandomWindows']:.2f}x slower"
+            f" (target <= {TARGET_RAW_RATIO}x) |"
+        )
 
 
 if __name__ == "__main__":

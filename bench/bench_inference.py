@@ -78,10 +78,19 @@ def measure(name: str, length: int, chunk: int, device_name: str) -> dict:
     else:
         peak_gb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline_kb) / 2**20
         where = f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
-    return {"model": name, "parameters": model.num_parameters(), "length": length, "chunk": chunk,
-            "device": where, "precision": str(dtype).removeprefix("torch."), "seconds": round(seconds, 2),
-            "tokens_per_s": round(length / seconds), "peak_memory_gb": round(peak_gb, 2),
-            "finite": bool(torch.isfinite(hidden).all()), "chunked_vs_unchunked_max_abs_diff": max_error}
+    return {
+        "model": name,
+        "parameters": model.num_parameters(),
+        "length": length,
+        "chunk": chunk,
+        "device": where,
+        "precision": str(dtype).removeprefix("torch."),
+        "seconds": round(seconds, 2),
+        "tokens_per_s": round(length / seconds),
+        "peak_memory_gb": round(peak_gb, 2),
+        "finite": bool(torch.isfinite(hidden).all()),
+        "chunked_vs_unchunked_max_abs_diff": max_error,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,19 +112,35 @@ def main(argv: list[str] | None = None) -> int:
     length = args.length or (1_048_576 if cuda else 32_768)
     chunk = args.chunk or (131_072 if cuda else 8_192)
     if not args.json:
-        print("| model | parameters | tokens | chunk | device | precision | seconds | tokens/s | peak memory (GB) |"
-              " chunked = unchunked (max abs diff) |")
+        print(
+            "| model | parameters | tokens | chunk | device | precision | seconds | tokens/s | peak memory (GB) |"
+            " chunked = unchunked (max abs diff) |"
+        )
         print("|---|---:|---:|---:|---|---|---:|---:|---:|---:|")
     for name in args.models:
-        command = [sys.executable, __file__, "--worker", name, "--length", str(length), "--chunk", str(chunk),
-                   "--device", args.device, *(["--threads", str(args.threads)] if args.threads else [])]
+        command = [
+            sys.executable,
+            __file__,
+            "--worker",
+            name,
+            "--length",
+            str(length),
+            "--chunk",
+            str(chunk),
+            "--device",
+            args.device,
+            *(["--threads", str(args.threads)] if args.threads else []),
+        ]
         row = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
         if args.json:
             print(json.dumps(row), flush=True)
         else:
-            print(f"| {row['model']} | {row['parameters']:,} | {row['length']:,} | {row['chunk']:,} | {row['device']} |"
-                  f" {row['precision']} | {row['seconds']} | {row['tokens_per_s']:,} | {row['peak_memory_gb']} |"
-                  f" {row['chunked_vs_unchunked_max_abs_diff']:.1e} |", flush=True)
+            print(
+                f"| {row['model']} | {row['parameters']:,} | {row['length']:,} | {row['chunk']:,} | {row['device']} |"
+                f" {row['precision']} | {row['seconds']} | {row['tokens_per_s']:,} | {row['peak_memory_gb']} |"
+                f" {row['chunked_vs_unchunked_max_abs_diff']:.1e} |",
+                flush=True,
+            )
     return 0
 
 

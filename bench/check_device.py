@@ -77,15 +77,22 @@ def check_numerics(name: str, arch: str, config: dict, length: int, device: torc
         cpu_ref = cpu_model(ids.cpu())
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16):
         bf16 = model(ids)
-    return {"model": name, "parameters": model.num_parameters(), "length": length,
-            "fast_vs_reference": relative(fast, ref), "grads_fast_vs_reference": grad_error,
-            "device_vs_cpu": relative(fast.cpu(), cpu_ref), "bf16_vs_fp32_reference": relative(bf16, ref)}
+    return {
+        "model": name,
+        "parameters": model.num_parameters(),
+        "length": length,
+        "fast_vs_reference": relative(fast, ref),
+        "grads_fast_vs_reference": grad_error,
+        "device_vs_cpu": relative(fast.cpu(), cpu_ref),
+        "bf16_vs_fp32_reference": relative(bf16, ref),
+    }
 
 
 def bf16_training(steps: int, device: torch.device, workdir: Path) -> list[dict]:
     from longdna.data.demo_genome import DemoGenomeSpec, generate_demo_genome
     from longdna.data.shards import split_regions, tokenize_chromosome, write_manifest
-    from longdna.train.pretrain import PretrainConfig, pretrain
+    from longdna.settings import PretrainConfig
+    from longdna.train.pretrain import pretrain
 
     spec = DemoGenomeSpec()
     generate_demo_genome(workdir / "genome.fa.gz", spec)
@@ -95,20 +102,44 @@ def bf16_training(steps: int, device: torch.device, workdir: Path) -> list[dict]
     write_manifest(shards, names, split_regions(lengths, valid=[names[-2]], test=[names[-1]]))
     rows = []
     for precision in ("bf16", "fp32"):
-        config = PretrainConfig(seq_len=4096, batch_size=32, max_steps=steps, lr=2e-3, warmup_steps=30,
-                                eval_every=steps, eval_windows=64, log_every=50, checkpoint_every=steps,
-                                precision=precision, seed=1, num_workers=4)
+        config = PretrainConfig(
+            seq_len=4096,
+            batch_size=32,
+            max_steps=steps,
+            lr=2e-3,
+            warmup_steps=30,
+            eval_every=steps,
+            eval_windows=64,
+            log_every=50,
+            checkpoint_every=steps,
+            precision=precision,
+            seed=1,
+            num_workers=4,
+        )
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
-        summary = pretrain("hyenadna", {"d_model": 128, "n_layer": 4, "l_max": 4098}, shards,
-                           workdir / f"run-{precision}", config, progress=False)
+        summary = pretrain(
+            "hyenadna",
+            {"d_model": 128, "n_layer": 4, "l_max": 4098},
+            shards,
+            workdir / f"run-{precision}",
+            config,
+            progress=False,
+        )
         seconds = time.perf_counter() - start
-        rows.append({"precision": precision, "steps": steps, "seconds": round(seconds, 1),
-                     "tokens_per_s": round(steps * config.tokens_per_step / seconds),
-                     "valid_bits_per_base": summary["valid"]["bits_per_base"],
-                     "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)
-                     if device.type == "cuda" else None})
+        rows.append(
+            {
+                "precision": precision,
+                "steps": steps,
+                "seconds": round(seconds, 1),
+                "tokens_per_s": round(steps * config.tokens_per_step / seconds),
+                "valid_bits_per_base": summary["valid"]["bits_per_base"],
+                "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)
+                if device.type == "cuda"
+                else None,
+            }
+        )
     return rows
 
 
@@ -130,8 +161,10 @@ def main() -> int:
         if "error" in row:
             failed.append(f"{row['model']}: {row['error']}")
             continue
-        print(f"| {row['model']} | {row['fast_vs_reference']:.1e} | {row['grads_fast_vs_reference']:.1e} |"
-              f" {row['device_vs_cpu']:.1e} | {row['bf16_vs_fp32_reference']:.1e} |")
+        print(
+            f"| {row['model']} | {row['fast_vs_reference']:.1e} | {row['grads_fast_vs_reference']:.1e} |"
+            f" {row['device_vs_cpu']:.1e} | {row['bf16_vs_fp32_reference']:.1e} |"
+        )
         for key in ("fast_vs_reference", "grads_fast_vs_reference", "device_vs_cpu"):
             if not row[key] <= FP32_TOLERANCE:
                 failed.append(f"{row['model']}: {key} {row[key]:.2e} > {FP32_TOLERANCE}")
@@ -141,10 +174,14 @@ def main() -> int:
     if args.steps:
         with tempfile.TemporaryDirectory() as tmp:
             training = bf16_training(args.steps, device, Path(tmp))
-        print("\n| precision | steps | seconds | tokens/s | valid bits/base | peak GiB |\n|---|---:|---:|---:|---:|---:|")
+        print(
+            "\n| precision | steps | seconds | tokens/s | valid bits/base | peak GiB |\n|---|---:|---:|---:|---:|---:|"
+        )
         for row in training:
-            print(f"| {row['precision']} | {row['steps']} | {row['seconds']} | {row['tokens_per_s']:,} |"
-                  f" {row['valid_bits_per_base']:.3f} | {row['peak_memory_gib']} |")
+            print(
+                f"| {row['precision']} | {row['steps']} | {row['seconds']} | {row['tokens_per_s']:,} |"
+                f" {row['valid_bits_per_base']:.3f} | {row['peak_memory_gib']} |"
+            )
         bf16, fp32 = (row["valid_bits_per_base"] for row in training)
         if not bf16 <= fp32 + 0.05:
             failed.append(f"bf16 training ended at {bf16:.3f} bits/base, fp32 at {fp32:.3f}")

@@ -1,9 +1,12 @@
 """Rule variant_effect: score one variant benchmark with one frozen backbone and one seed (probe + zero-shot)."""
 
-from longdna.eval.variant_effect import VariantEffectConfig, variant_effect
+from longdna.device import require_visible_gpus
+from longdna.eval.variant_effect import variant_effect
 from longdna.logs import log_to
+from longdna.settings import VariantEffectConfig
 
 with log_to(snakemake.log[0]):
+    require_visible_gpus(snakemake.resources.get("gpu", 0))
     variant_effect(
         snakemake.params.benchmark_dir,
         snakemake.params.out_dir,

@@ -6,6 +6,7 @@ The real SLURM runs are in tests/test_slurm.py."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -13,14 +14,15 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from unittest import mock
 
 import pytest
 import yaml
-
 from conftest import CI_CONFIG, REPO, snakemake
+
 from longdna import resources as estimates
 from longdna.train.launch import gpus_and_nodes, pretrain_args, stage_command
-from longdna.train.pretrain import PREEMPTED_EXIT_CODE
+from longdna.train.preemption import PREEMPTED_EXIT_CODE
 
 SLURM_PROFILE = REPO / "workflow" / "profiles" / "slurm"
 DEFAULT_PROFILE = REPO / "workflow" / "profiles" / "default"
@@ -52,7 +54,9 @@ def job_resources(stdout: str, rule: str) -> list[dict[str, object]]:
 
 
 def dry_run(tmp_path: Path, change=None, *args: str) -> str:
-    result = snakemake(tmp_path, "-n", *args, configfile=ci_config(tmp_path, change))
+    """A dry run's output, with the resources only SLURM jobs declare (LONGDNA_DECLARE_SLURM=1)."""
+    with mock.patch.dict(os.environ, {"LONGDNA_DECLARE_SLURM": "1"}):
+        result = snakemake(tmp_path, "-n", *args, configfile=ci_config(tmp_path, change))
     return result.stdout + result.stderr
 
 
@@ -85,9 +89,12 @@ def test_cpu_pretraining_job_resources(tmp_path: Path) -> None:
     job = pretrain_job(tmp_path)
     assert job["gpu"] == 0 and job["cpus_per_task"] == 1  # resources.pretrain.threads of the CI config
     assert "nodes" not in job and "mpi" not in job
-    assert job["mem_mb"] == estimates.pretrain_resources(
-        "hyenadna", {"d_model": 48, "n_layer": 2}, yaml.safe_load(CI_CONFIG.read_text())["pretrain"], threads=1
-    )["mem_mb"]
+    assert (
+        job["mem_mb"]
+        == estimates.pretrain_resources(
+            "hyenadna", {"d_model": 48, "n_layer": 2}, yaml.safe_load(CI_CONFIG.read_text())["pretrain"], threads=1
+        )["mem_mb"]
+    )
     assert str(job["slurm_extra"]).startswith("--signal=TERM@")  # checkpoint before the wall time
 
 
@@ -114,17 +121,33 @@ def test_pretraining_resources_scale_with_context_model_and_steps(tmp_path: Path
 
 def test_configured_resources_and_cluster_settings_win(tmp_path: Path) -> None:
     def configured(config: dict) -> None:
-        config["resources"]["pretrain"].update(gpus=2, threads=8, mem_mb=64000, runtime=2880, slurm_partition="gpu",
-                                               slurm_account="proj42", gpu_model="a100", slurm_extra="--exclusive")
+        config["resources"]["pretrain"].update(
+            gpus=2,
+            threads=8,
+            mem_mb=64000,
+            runtime=2880,
+            slurm_partition="gpu",
+            slurm_account="proj42",
+            gpu_model="a100",
+            slurm_extra="--exclusive",
+        )
         config["resources"]["finetune"].update(gpus=1, slurm_partition="gpu", gpu_model="v100")
         config["resources"]["tokenize"] = {"slurm_partition": "cpu", "gpu_model": "a100"}
 
     out = dry_run(tmp_path, configured)
     (pretrain,) = job_resources(out, "pretrain_model")
-    assert {k: pretrain[k] for k in ("gpu", "cpus_per_task", "mem_mb", "runtime", "slurm_partition", "slurm_account",
-                                     "gpu_model")} == {"gpu": 2, "cpus_per_task": 8, "mem_mb": 64000, "runtime": 2880,
-                                                       "slurm_partition": "gpu", "slurm_account": "proj42",
-                                                       "gpu_model": "a100"}
+    assert {
+        k: pretrain[k]
+        for k in ("gpu", "cpus_per_task", "mem_mb", "runtime", "slurm_partition", "slurm_account", "gpu_model")
+    } == {
+        "gpu": 2,
+        "cpus_per_task": 8,
+        "mem_mb": 64000,
+        "runtime": 2880,
+        "slurm_partition": "gpu",
+        "slurm_account": "proj42",
+        "gpu_model": "a100",
+    }
     assert pretrain["slurm_extra"] == "--signal=TERM@600 --exclusive"
     finetune = job_resources(out, "finetune_model")
     assert len(finetune) == 6 and all(j["gpu"] == 1 and j["gpu_model"] == "v100" for j in finetune)
@@ -138,7 +161,12 @@ def test_multi_node_pretraining_job(tmp_path: Path) -> None:
 
     job = pretrain_job(tmp_path, two_nodes)
     assert {k: job[k] for k in ("nodes", "tasks", "tasks_per_gpu", "mpi", "gres")} == {
-        "nodes": 2, "tasks": 2, "tasks_per_gpu": 0, "mpi": "srun", "gres": "gpu:h100:4"}
+        "nodes": 2,
+        "tasks": 2,
+        "tasks_per_gpu": 0,
+        "mpi": "srun",
+        "gres": "gpu:h100:4",
+    }
     assert "gpu" not in job and "gpu_model" not in job  # per-node GPUs go in gres, not in --gpus (per job)
     assert gpus_and_nodes(job) == (4, 2)
 
@@ -155,15 +183,23 @@ def sbatch_flags(job: dict[str, object], threads: int) -> str:
 
     fake = SimpleNamespace(resources=_Resources(job), threads=threads)
     validate_slurm_extra(fake)
-    params = {"run_uuid": "u", "slurm_logfile": "log", "comment_str": "c", "account": "",
-              "partition": f" -p {job['slurm_partition']}" if "slurm_partition" in job else "", "workdir": "/w"}
+    params = {
+        "run_uuid": "u",
+        "slurm_logfile": "log",
+        "comment_str": "c",
+        "account": "",
+        "partition": f" -p {job['slurm_partition']}" if "slurm_partition" in job else "",
+        "workdir": "/w",
+    }
     settings = SimpleNamespace(requeue=True, no_requeue=False, qos=None, reservation=None)
     return get_submit_command(fake, params, settings=settings) + set_gres_string(fake)
 
 
 def test_sbatch_requests_of_the_pretraining_job(tmp_path: Path) -> None:
-    one = pretrain_job(tmp_path, lambda c: c["resources"]["pretrain"].update(gpus=2, threads=8, gpu_model="a100",
-                                                                              slurm_partition="gpu"))
+    one = pretrain_job(
+        tmp_path,
+        lambda c: c["resources"]["pretrain"].update(gpus=2, threads=8, gpu_model="a100", slurm_partition="gpu"),
+    )
     flags = sbatch_flags(one, threads=8).split()
     assert {"-p", "gpu", "--requeue", "--cpus-per-task=8", "--gpus=a100:2"} <= set(flags)
     assert f"--signal=TERM@{min(600, max(60, one['runtime'] * 6))}" in flags and "--nodes=2" not in flags
@@ -184,7 +220,8 @@ def test_resource_estimates() -> None:
     assert gpus["runtime"] < gpu["runtime"] < large["runtime"] and gpus["mem_mb"] > gpu["mem_mb"]
     quadratic = estimates.flops_per_token("transformer", {}, 65536) / estimates.flops_per_token("transformer", {}, 1024)
     assert quadratic > 5 and estimates.flops_per_token("hyenadna", {}, 65536) == estimates.flops_per_token(
-        "hyenadna", {}, 1024)
+        "hyenadna", {}, 1024
+    )
     assert estimates.tokenize_mem_mb(250_000_000) - estimates.tokenize_mem_mb(1_000_000) >= 1000  # 6 bytes/base
     assert estimates.benchmark_size({"suite": "demo", "length": 300, "n_train": 10, "n_test": 5}) == (300, 15)
     assert estimates.benchmark_size({"suite": "long_range"}, max_length=1024) == (1024, 300_000)
@@ -213,15 +250,15 @@ def test_longest_fine_tuning_runs_start_first(tmp_path: Path) -> None:
 
 
 def test_model_shapes_match_the_models() -> None:
-    """The Snakefile cannot import torch; its table of preset sizes must agree with the real presets."""
+    """The Snakefile cannot import torch; the job resources' view of every preset (and of each architecture's
+    default config) must be the shape of the model the engines build."""
     from longdna.models import ARCHITECTURES, build_config, build_model, presets
 
-    assert set(estimates.MODEL_SHAPES) == set(ARCHITECTURES)
     for arch in ARCHITECTURES:
-        assert set(estimates.MODEL_SHAPES[arch]) == {None, *presets(arch)}, arch
-        for preset, shape in estimates.MODEL_SHAPES[arch].items():
-            config = build_config(arch, preset) if preset else build_config(arch)
-            assert shape == (config.d_model, config.n_layer), (arch, preset)
+        for preset in [None, *presets(arch)]:
+            config = build_config(arch, preset)
+            view = estimates.model_shape(arch, {"preset": preset} if preset else {})
+            assert view == (config.d_model, config.n_layer), (arch, preset)
         model = build_model(arch, d_model=64, n_layer=2)
         real = sum(p.numel() for p in model.parameters())
         assert 0.7 < estimates.approx_parameters(arch, {"d_model": 64, "n_layer": 2}) / real < 1.4, arch
@@ -237,13 +274,22 @@ def test_stage_command_one_process_torchrun_or_srun() -> None:
     assert local[1:3] == ["-m", "torch.distributed.run"] and "--standalone" in local
     assert local[local.index("--nproc-per-node") + 1] == "4" and local[-6:] == ["-m", "longdna.train.pretrain", *ARGS]
     nodes = stage_command(ARGS, gpus=8, nodes=2, threads=32, env={"SLURM_JOB_ID": "7"})
-    assert nodes[:6] == ["srun", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1", "--kill-on-bad-exit=1",
-                         "--cpus-per-task=32"]
+    assert nodes[:6] == [
+        "srun",
+        "--nodes=2",
+        "--ntasks=2",
+        "--ntasks-per-node=1",
+        "--kill-on-bad-exit=1",
+        "--cpus-per-task=32",
+    ]
     assert "--gres=gpu:8" in nodes
-    assert nodes[nodes.index(sys.executable):] == [sys.executable, "-m", "longdna.train.launch", "8", "2", "--", *ARGS]
+    assert nodes[nodes.index(sys.executable) :] == [sys.executable, "-m", "longdna.train.launch", "8", "2", "--", *ARGS]
     cpu_nodes = stage_command(ARGS, gpus=0, nodes=3, env={"SLURM_JOB_ID": "7"})
-    assert not any(a.startswith("--gres") for a in cpu_nodes) and cpu_nodes[-len(ARGS) - 4:-len(ARGS) - 1] == [
-        "longdna.train.launch", "1", "3"]
+    assert not any(a.startswith("--gres") for a in cpu_nodes) and cpu_nodes[-len(ARGS) - 4 : -len(ARGS) - 1] == [
+        "longdna.train.launch",
+        "1",
+        "3",
+    ]
     with pytest.raises(RuntimeError, match="SLURM allocation"):
         stage_command(ARGS, gpus=2, nodes=2, env={})
 
@@ -267,8 +313,8 @@ import runpy, sys
 from types import SimpleNamespace
 class Resources(dict):
     __getattr__ = dict.get
-snakemake = SimpleNamespace(resources=Resources(gpu=2), threads=2, log=[sys.argv[1]], params=SimpleNamespace(
-    arch="hyenadna", arch_config={"d_model": 24, "n_layer": 2, "d_inner": 64, "embed_dropout": 0.0},
+snakemake = SimpleNamespace(resources=Resources(gpu=0), threads=2, log=[sys.argv[1]], params=SimpleNamespace(
+    cpu_processes=2, arch="hyenadna", arch_config={"d_model": 24, "n_layer": 2, "d_inner": 64, "embed_dropout": 0.0},
     shards=sys.argv[2], out_dir=sys.argv[3], settings={"seq_len": 128, "batch_size": 8, "max_steps": 40,
     "checkpoint_every": 10, "eval_every": 10, "eval_windows": 4, "log_every": 1, "warmup_steps": 3}))
 runpy.run_path(sys.argv[4], init_globals={"snakemake": snakemake})
@@ -281,19 +327,25 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from longdna.data.shards import split_regions, tokenize_chromosome, write_manifest
 
     root = tmp_path_factory.mktemp("genome")
-    spec = DemoGenomeSpec(chromosome_lengths=(300_000, 120_000, 120_000), telomere_gap=1_000,
-                          centromere_gap=2_000, short_gaps=1, isochore_mean_length=50_000)
+    spec = DemoGenomeSpec(
+        chromosome_lengths=(300_000, 120_000, 120_000),
+        telomere_gap=1_000,
+        centromere_gap=2_000,
+        short_gaps=1,
+        isochore_mean_length=50_000,
+    )
     generate_demo_genome(root / "genome.fa.gz", spec)
-    lengths = {c: tokenize_chromosome(root / "genome.fa.gz", c, root / "shards")["length"]
-               for c in spec.chromosome_names}
+    lengths = {
+        c: tokenize_chromosome(root / "genome.fa.gz", c, root / "shards")["length"] for c in spec.chromosome_names
+    }
     write_manifest(root / "shards", spec.chromosome_names, split_regions(lengths, valid=["chr2"], test=["chr3"]))
     return root / "shards"
 
 
 @pytest.mark.slow
 def test_pretrain_script_launches_two_processes_and_passes_preemption_on(shards: Path, tmp_path: Path) -> None:
-    """scripts/pretrain_model.py with `gpu=2` runs torchrun (2 CPU processes, gloo), writes their output to the
-    job log, and a SIGTERM ends it with status 75 after a checkpoint; run again, it resumes and finishes."""
+    """scripts/pretrain_model.py with `cpu_processes=2` runs torchrun (2 CPU processes, gloo), writes their output
+    to the job log, and a SIGTERM ends it with status 75 after a checkpoint; run again, it resumes and finishes."""
     log, out = tmp_path / "job.log", tmp_path / "run"
     command = [sys.executable, "-c", DRIVER, str(log), str(shards), str(out), str(REPO / "scripts/pretrain_model.py")]
     process = subprocess.Popen(command)
@@ -316,9 +368,14 @@ def test_pretrain_script_launches_two_processes_and_passes_preemption_on(shards:
 
 @pytest.mark.slow
 def test_workflow_pretrains_with_two_processes(tmp_path: Path) -> None:
-    """`resources.pretrain.gpus: 2` through the real rule: on a CPU machine, two gloo processes under torchrun."""
-    configfile = ci_config(tmp_path, lambda c: (c["resources"]["pretrain"].update(gpus=2, threads=2),
-                                                c["pretrain"].update(max_steps=20, eval_lengths=[256])))
+    """`resources.pretrain.cpu_processes: 2` through the real rule: two gloo processes under torchrun."""
+    configfile = ci_config(
+        tmp_path,
+        lambda c: (
+            c["resources"]["pretrain"].update(cpu_processes=2, threads=2),
+            c["pretrain"].update(max_steps=20, eval_lengths=[256]),
+        ),
+    )
     snakemake(tmp_path, "pretrain", configfile=configfile)
     summary = json.loads((tmp_path / "results/pretrain/hyena/summary.json").read_text())
     assert summary["world_size"] == 2 and summary["steps"] == 20

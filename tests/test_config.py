@@ -17,8 +17,7 @@ from longdna.config import (
     pretrain_settings,
     validate_config,
 )
-from longdna.train.finetune import FinetuneConfig
-from longdna.train.pretrain import PretrainConfig
+from longdna.settings import FinetuneConfig, PretrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = load_schema(REPO / "workflow/schemas/config.schema.yaml")
@@ -53,8 +52,9 @@ def test_dangling_reference_is_named(demo: dict) -> None:
         validate_config(demo, SCHEMA)
 
 
-@pytest.mark.parametrize(("definition", "config_class"), [("pretrain_settings", PretrainConfig),
-                                                          ("finetune_settings", FinetuneConfig)])
+@pytest.mark.parametrize(
+    ("definition", "config_class"), [("pretrain_settings", PretrainConfig), ("finetune_settings", FinetuneConfig)]
+)
 def test_schema_lists_exactly_the_settings_fields(definition: str, config_class: type) -> None:
     fields = {f.name for f in dataclasses.fields(config_class)}
     assert set(SCHEMA["$defs"][definition]["properties"]) == fields
@@ -80,3 +80,32 @@ def test_run_table(demo: dict) -> None:
     assert {s for b, _, s in runs if b == "demo_long_range"} == {7}
     assert {s for b, _, s in runs if b != "demo_long_range"} == {1, 2, 3}
     assert not any(b == "demo_motif" and m == "hyenadna_window1k" for b, m, _ in runs)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda c: c["models"]["hyenadna"].setdefault("config", {}).update(d_modle=64),
+            r"models\.hyenadna\.config: hyenadna config: unknown config key\(s\) \['d_modle'\]",
+        ),
+        (lambda c: c["pretrain"].update(micro_batch_size=1000), r"pretrain: pretrain\.micro_batch_size must be in"),
+        (
+            lambda c: c["finetune"]["settings"].update(backbone_overrides={"dropout": 0.1}),
+            r"finetune\.settings\.backbone_overrides: hyenadna config: unknown config key\(s\) \['dropout'\]",
+        ),
+        (
+            lambda c: c["genomes"]["demo"]["splits"].update(valid=["chr9"]),
+            r"genomes\.demo\.splits\.valid: \['chr9'\] not in the genome",
+        ),
+        (
+            lambda c: c["genomes"]["demo"]["splits"].pop("valid"),
+            r"genomes\.demo\.splits: no valid chromosomes: pretraining needs a valid and a test split",
+        ),
+    ],
+)
+def test_settings_checked_before_any_job(demo: dict, change, message: str) -> None:
+    """What only the package's config classes can check is still checked at start-up (``snakemake -n``)."""
+    change(demo)
+    with pytest.raises(ConfigError, match=rf"config error at {message}"):
+        validate_config(demo, SCHEMA)

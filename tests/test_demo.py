@@ -13,8 +13,13 @@ from longdna.data.benchmarks import read_benchmark
 from longdna.data.demo_benchmarks import make_demo_benchmark
 from longdna.data.demo_genome import PROMOTER_MOTIF, DemoGenomeSpec, generate_demo_genome, motif_consensus
 
-SMALL = DemoGenomeSpec(chromosome_lengths=(120_000, 100_000, 100_000, 100_000), isochore_mean_length=20_000,
-                       telomere_gap=1000, centromere_gap=3000, short_gaps=1)
+SMALL = DemoGenomeSpec(
+    chromosome_lengths=(120_000, 100_000, 100_000, 100_000),
+    isochore_mean_length=20_000,
+    telomere_gap=1000,
+    centromere_gap=3000,
+    short_gaps=1,
+)
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +106,9 @@ def test_satellite_families_are_soft_masked_arrays(small_genome: Path) -> None:
 
 @pytest.mark.parametrize(("task", "classes"), [("motif", 2), ("multiclass", 4), ("long_range", 2)])
 def test_demo_benchmarks(small_genome: Path, tmp_path: Path, task: str, classes: int) -> None:
-    make_demo_benchmark(task, task, small_genome, tmp_path, ["chr1", "chr2"], ["chr3", "chr4"], SMALL, seed=5,
-                        n_train=40, n_test=20)
+    make_demo_benchmark(
+        task, task, small_genome, tmp_path, ["chr1", "chr2"], ["chr3", "chr4"], SMALL, seed=5, n_train=40, n_test=20
+    )
     frame, info = read_benchmark(tmp_path)
     assert info.num_outputs == classes and info.suite == "demo"
     assert frame.groupby("split")["label"].value_counts().unstack().min().min() >= 40 // classes // 2
@@ -115,8 +121,18 @@ def test_demo_benchmarks(small_genome: Path, tmp_path: Path, task: str, classes:
 def test_long_range_label_needs_both_elements(small_genome: Path, tmp_path: Path) -> None:
     """Each element alone is independent of the label, the two are at least 8,192 bp apart, and neither
     satellite unit occurs anywhere else in an example."""
-    make_demo_benchmark("long_range", "lr", small_genome, tmp_path, ["chr1", "chr2"], ["chr3", "chr4"], SMALL,
-                        seed=2, n_train=200, n_test=20)
+    make_demo_benchmark(
+        "long_range",
+        "lr",
+        small_genome,
+        tmp_path,
+        ["chr1", "chr2"],
+        ["chr3", "chr4"],
+        SMALL,
+        seed=2,
+        n_train=200,
+        n_test=20,
+    )
     frame, _ = read_benchmark(tmp_path)
     assert frame["sequence"].str.len().eq(11000).all()
     units = list(SMALL.satellite_units)

@@ -50,16 +50,24 @@ def test_full_download_verified(served, tmp_path: Path) -> None:
 
 def test_checksum_from_listing(served, tmp_path: Path) -> None:
     server, data = served
-    dest = download(server.url("bigZips/genome.fa.gz"), tmp_path / "g.fa.gz",
-                    checksum_listing=server.url("bigZips/md5sum.txt"), **FAST)
+    dest = download(
+        server.url("bigZips/genome.fa.gz"),
+        tmp_path / "g.fa.gz",
+        checksum_listing=server.url("bigZips/md5sum.txt"),
+        **FAST,
+    )
     assert dest.read_bytes() == data
 
 
 def test_missing_listing_warns_and_downloads(served, tmp_path: Path) -> None:
     server, data = served
     with pytest.warns(UserWarning, match="will not be verified"):
-        dest = download(server.url("bigZips/genome.fa.gz"), tmp_path / "g.fa.gz",
-                        checksum_listing=server.url("bigZips/nothing.txt"), **FAST)
+        dest = download(
+            server.url("bigZips/genome.fa.gz"),
+            tmp_path / "g.fa.gz",
+            checksum_listing=server.url("bigZips/nothing.txt"),
+            **FAST,
+        )
     assert dest.read_bytes() == data
 
 
@@ -111,8 +119,12 @@ def test_listing_mismatch(served, tmp_path: Path) -> None:
     server, _ = served
     (server.root / "bigZips" / "md5sum.txt").write_text("ffffffffffffffffffffffffffffffff  genome.fa.gz\n")
     with pytest.raises(ChecksumMismatchError, match=r"md5 mismatch .* \(from http://.*/md5sum\.txt\)"):
-        download(server.url("bigZips/genome.fa.gz"), tmp_path / "g.fa.gz",
-                 checksum_listing=server.url("bigZips/md5sum.txt"), **FAST)
+        download(
+            server.url("bigZips/genome.fa.gz"),
+            tmp_path / "g.fa.gz",
+            checksum_listing=server.url("bigZips/md5sum.txt"),
+            **FAST,
+        )
     assert not (tmp_path / "g.fa.gz").exists() and not (tmp_path / "g.fa.gz.part").exists()
 
 
@@ -199,8 +211,13 @@ def test_explicit_checksum_wins_over_listing(tmp_path: Path) -> None:
     # the listing is not even fetched: its URL would refuse the connection
     source = tmp_path / "src.bin"
     source.write_bytes(os.urandom(100))
-    dest = download(source.as_uri(), tmp_path / "d.bin", sha256(source.read_bytes()),
-                    checksum_listing="http://127.0.0.1:9/md5sum.txt", **FAST)
+    dest = download(
+        source.as_uri(),
+        tmp_path / "d.bin",
+        sha256(source.read_bytes()),
+        checksum_listing="http://127.0.0.1:9/md5sum.txt",
+        **FAST,
+    )
     assert dest.exists()
 
 

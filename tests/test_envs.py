@@ -3,32 +3,37 @@
 No conda is needed: the rules are read from workflow/rules/*.smk (which env runs which script), the scripts and
 the `longdna` modules they import are followed through their `import` statements, and every third-party import
 must map to a package the env lists. `longdna` itself is not installed into the envs: the Snakefile puts `src/`
-on PYTHONPATH for every job (README "Conda environments"), which is checked here too.
+on PYTHONPATH for every job (docs/install.md), which is checked here too.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib.metadata
+import json
+import os
 import re
+import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 from packaging.requirements import Requirement
-from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
 ENV_FILES = sorted((REPO / "envs").glob("*.yaml"))
 STAGE_ENVS = {"data", "train", "eval"}
-ALLOWED_CHANNELS = {"conda-forge", "bioconda", "pytorch", "nvidia", "nodefaults"}
-#: a pinned conda MatchSpec as channels publish them: name=version (major.minor or more, optional .* / build)
-PINNED_SPEC = re.compile(
-    r"^(?P<name>[a-z0-9][a-z0-9._-]*)(?P<op>==|=)(?P<version>[0-9][0-9a-z.]*)(\.\*)?(=\S+)?$"
-)
+ALLOWED_CHANNELS = {"conda-forge", "bioconda", "nodefaults"}
+#: packages that only bioconda publishes: an env listing one needs the channel, after conda-forge
+BIOCONDA = {"pysam", "pyfaidx"}
+#: a conda MatchSpec with a lower bound, name>=version (why no pins: envs/data.yaml)
+LOWER_BOUND_SPEC = re.compile(r"^(?P<name>[a-z0-9][a-z0-9._-]*)>=(?P<lower>[0-9]+(\.[0-9]+)*)$")
+#: conda package -> distribution name in the test environment, where they differ
+CONDA_TO_PYPI = {"pytorch": "torch", "matplotlib-base": "matplotlib"}
 #: import name -> conda package names that provide it (the first is the usual one)
 CONDA_NAMES = {
     "yaml": ("pyyaml",),
@@ -39,6 +44,7 @@ CONDA_NAMES = {
     "matplotlib": ("matplotlib-base", "matplotlib"),
     "tensorboard": ("tensorboard",),
     "google": ("protobuf",),
+    "huggingface_hub": ("huggingface_hub",),
 }
 #: modules that need another package at run time without importing it themselves
 IMPLIED = {"torch.utils.tensorboard": "tensorboard"}
@@ -52,8 +58,7 @@ def read_env(path: Path) -> dict:
 
 def conda_dependencies(env: dict) -> dict[str, str]:
     """name -> spec of the conda (not pip) dependencies."""
-    return {PINNED_SPEC.match(d).group("name") if PINNED_SPEC.match(d) else d: d
-            for d in env["dependencies"] if isinstance(d, str)}
+    return {re.split(r"[=<>!~ ]", d, maxsplit=1)[0]: d for d in env["dependencies"] if isinstance(d, str)}
 
 
 # -- which env runs which script -------------------------------------------------------------------------------
@@ -67,7 +72,7 @@ def rule_envs() -> dict[str, tuple[str, str]]:
         text = smk.read_text()
         starts = list(RULE_START.finditer(text))
         for match, following in zip(starts, starts[1:] + [None]):
-            body = text[match.end(): following.start() if following else len(text)]
+            body = text[match.end() : following.start() if following else len(text)]
             body = re.split(r"^\S", body, maxsplit=1, flags=re.M)[0]  # up to the next top-level statement
             script = re.search(r"^\s+script:\s*\n\s+SCRIPTS\s*/\s*\"([^\"]+)\"", body, re.M)
             conda = re.search(r"^\s+conda:\s*\n\s+ENVS\s*/\s*\"([^\"]+)\.yaml\"", body, re.M)
@@ -78,7 +83,7 @@ def rule_envs() -> dict[str, tuple[str, str]]:
 
 def script_envs() -> dict[str, str]:
     envs: dict[str, set[str]] = {}
-    for rule, (env, script) in rule_envs().items():
+    for env, script in rule_envs().values():
         envs.setdefault(script, set()).add(env)
     assert all(len(e) == 1 for e in envs.values()), f"a script runs in several envs: {envs}"
     return {script: next(iter(e)) for script, e in envs.items()}
@@ -86,17 +91,23 @@ def script_envs() -> dict[str, str]:
 
 # -- what a script imports ---------------------------------------------------------------------------------------
 def optional_import_nodes(tree: ast.AST) -> set[int]:
-    """ids of import statements inside `try: ... except ImportError` (optional at run time)."""
+    """ids of import statements inside `try: ... except ImportError` (optional at run time) or inside
+    `if TYPE_CHECKING:` (for annotations only, never run)."""
     optional = set()
     for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+            optional |= {
+                id(n) for stmt in node.body for n in ast.walk(stmt) if isinstance(n, (ast.Import, ast.ImportFrom))
+            }
         if isinstance(node, ast.Try):
             caught = set()
             for handler in node.handlers:
                 types = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
                 caught |= {t.id for t in types if isinstance(t, ast.Name)}
             if caught & {"ImportError", "ModuleNotFoundError"}:
-                optional |= {id(n) for stmt in node.body for n in ast.walk(stmt)
-                             if isinstance(n, (ast.Import, ast.ImportFrom))}
+                optional |= {
+                    id(n) for stmt in node.body for n in ast.walk(stmt) if isinstance(n, (ast.Import, ast.ImportFrom))
+                }
     return optional
 
 
@@ -161,37 +172,78 @@ def required_packages(third_party: set[str]) -> dict[str, tuple[str, ...]]:
     return needed
 
 
+def torch_free_scripts() -> list[str]:
+    """Scripts of the stages whose env has no PyTorch (genome, tokenize, benchmark, evaluate)."""
+    return sorted(
+        script
+        for script, env in script_envs().items()
+        if not {"pytorch", "pytorch-gpu", "pytorch-cpu"}
+        & set(conda_dependencies(read_env(REPO / "envs" / f"{env}.yaml")))
+    )
+
+
+def torch_modules_loaded_by(script: str, cwd: Path) -> list[str]:
+    """The torch modules in sys.modules after running every import statement of ``script`` (as its job would,
+    with src/ on PYTHONPATH), in a fresh interpreter."""
+    tree = ast.parse((REPO / "scripts" / script).read_text())
+    imports = [ast.unparse(node) for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))]
+    probe = "\n".join(
+        [
+            *imports,
+            "import json, sys",
+            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'torch')))",
+        ]
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+    )
+    assert result.returncode == 0, f"{script}: its imports fail:\n{result.stderr[-3000:]}"
+    return json.loads(result.stdout.splitlines()[-1])
+
+
 # -- tests ----------------------------------------------------------------------------------------------------
 def test_one_env_per_stage() -> None:
     assert {p.stem for p in ENV_FILES} == STAGE_ENVS
 
 
 @pytest.mark.parametrize("path", ENV_FILES, ids=lambda p: p.stem)
-def test_env_is_pinned_to_public_channels(path: Path) -> None:
+def test_env_lists_the_channels_it_needs(path: Path) -> None:
     env = read_env(path)
     assert env["name"] == f"longdna-{path.stem}"
-    assert set(env["channels"]) <= ALLOWED_CHANNELS and env["channels"][-1] == "nodefaults", env["channels"]
-    assert "defaults" not in env["channels"] and "conda-forge" in env["channels"]
+    channels = env["channels"]
+    assert set(channels) <= ALLOWED_CHANNELS and channels[0] == "conda-forge" and channels[-1] == "nodefaults"
+    needs_bioconda = bool(BIOCONDA & set(conda_dependencies(env)))
+    assert ("bioconda" in channels) == needs_bioconda, f"{path.name}: bioconda is needed iff it lists {BIOCONDA}"
     for dep in env["dependencies"]:
         assert isinstance(dep, str), f"{path.name}: {dep!r}: no pip section (the envs must build from channels)"
-        assert PINNED_SPEC.match(dep), f"{path.name}: {dep!r} is not a pinned conda spec (name=version)"
     names = list(conda_dependencies(env))
     assert len(names) == len(set(names)), f"{path.name}: duplicate packages"
     assert names[0] == "python" and conda_dependencies(env)["python"] == "python=3.11"
+    assert sys.version_info[:2] == (3, 11), "the envs pin the Python the tests run on"
 
 
 @pytest.mark.parametrize("path", ENV_FILES, ids=lambda p: p.stem)
-def test_env_pins_satisfy_the_package_requirements(path: Path) -> None:
-    """A pin older than what pyproject.toml requires would install but fail at import or run time."""
+def test_env_versions_admit_the_tested_ones(path: Path) -> None:
+    """Every bound is within pyproject.toml's requirement (a lower one would install a release the package does
+    not support) and admits the version installed here, which the tests ran on."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     requirements = {Requirement(r).name.lower(): Requirement(r).specifier for r in project["dependencies"]}
-    requirements["python"] = SpecifierSet(project["requires-python"])
-    conda_to_pypi = {"pytorch": "torch", "matplotlib-base": "matplotlib"}
     for name, spec in conda_dependencies(read_env(path)).items():
-        pinned = Version(PINNED_SPEC.match(spec).group("version"))  # =2.5 allows 2.5.*, 2.5.0 the lowest
-        specifier = requirements.get(conda_to_pypi.get(name, name))
-        if specifier is not None:
-            assert specifier.contains(pinned), f"{path.name}: {spec} allows versions outside {specifier}"
+        if name == "python":
+            continue
+        match = LOWER_BOUND_SPEC.match(spec)
+        assert match, f"{path.name}: {spec!r} is not of the form name>=version"
+        lower = Version(match["lower"])
+        distribution = CONDA_TO_PYPI.get(name, name)
+        tested = Version(Version(importlib.metadata.version(distribution)).public)
+        assert lower <= tested, f"{path.name}: {spec} excludes {distribution} {tested}, which the tests ran on"
+        required = requirements.get(distribution.lower())
+        if required is not None:
+            assert required.contains(lower), f"{path.name}: {spec} allows versions outside {required}"
 
 
 def test_every_scripted_rule_names_its_stage_env() -> None:
@@ -233,6 +285,27 @@ def test_jobs_import_longdna_from_the_checkout_without_installing_it() -> None:
     """The envs do not install longdna (no network at job time); the Snakefile exports src/ on PYTHONPATH."""
     snakefile = (REPO / "Snakefile").read_text()
     assert 'SRC = str(Path(workflow.basedir) / "src")' in snakefile
-    assert re.search(r'os\.environ\["PYTHONPATH"\] = .*SRC', snakefile)
+    assert re.search(r'os\.environ(\["PYTHONPATH"\] = |\.update\(PYTHONPATH=).*SRC', snakefile)
     for path in ENV_FILES:
         assert "longdna" not in {name.split("=")[0] for name in conda_dependencies(read_env(path))}
+
+
+def test_data_and_evaluation_stages_run_without_pytorch() -> None:
+    assert "pytorch" not in conda_dependencies(read_env(REPO / "envs" / "data.yaml"))
+    assert {
+        "prepare_genome.py",
+        "tokenize_chromosome.py",
+        "write_shard_manifest.py",
+        "prepare_benchmark.py",
+        "evaluate.py",
+    } <= set(torch_free_scripts())
+
+
+@pytest.mark.parametrize("script", torch_free_scripts())
+def test_torch_free_stage_imports_no_torch(script: str, tmp_path: Path) -> None:
+    """The static scan above follows imports; this runs them, catching what a scan cannot see."""
+    assert torch_modules_loaded_by(script, tmp_path) == []
+
+
+def test_import_probe_sees_torch_where_a_stage_loads_it(tmp_path: Path) -> None:
+    assert "torch" in torch_modules_loaded_by("pretrain_model.py", tmp_path)

@@ -20,19 +20,7 @@ from longdna.data.fasta import (
     write_bgzip_fasta,
 )
 
-TEXT = (
-    b"\n"
-    b">chr1 first record\n"
-    b"ACGTNacgtn\r\n"
-    b"RYKMSWBDHVryk\n"
-    b"\n"
-    b"GGCC\n"
-    b">chr2\n"
-    b"TTTTTTTT\n"
-    b"AA\n"
-    b">chrUn_x\tdescription\n"
-    b"acgu"
-)
+TEXT = b"\n>chr1 first record\nACGTNacgtn\r\nRYKMSWBDHVryk\n\nGGCC\n>chr2\nTTTTTTTT\nAA\n>chrUn_x\tdescription\nacgu"
 EXPECTED = [("chr1", b"ACGTNacgtnRYKMSWBDHVrykGGCC"), ("chr2", b"TTTTTTTTAA"), ("chrUn_x", b"acgu")]
 
 
@@ -89,8 +77,10 @@ def test_read_fasta_random_layouts(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         (b">chr1\nACGT\nAC-GT\n", r"g\.fa:3:3: character '-' in 'chr1' is not an IUPAC nucleotide code"),
         (b">chr1\nACGT\nACGT \n", r"g\.fa:3:5: character ' '"),
         (b">chr1\nAC\n>chr2\nACGTACGTACGTX\n", r"g\.fa:4:13: character 'X' in 'chr2'"),
-        (b">chr1\nACGT\n>chr2\nAC\n>chr1 again\nA\n",
-         r"g\.fa:5: duplicate sequence name 'chr1' \(first defined at line 1\)"),
+        (
+            b">chr1\nACGT\n>chr2\nAC\n>chr1 again\nA\n",
+            r"g\.fa:5: duplicate sequence name 'chr1' \(first defined at line 1\)",
+        ),
         (b">\nACGT\n", r"g\.fa:1: header without a sequence name"),
     ],
 )
@@ -108,8 +98,37 @@ def test_truncated_gzip(tmp_path: Path) -> None:
     data = gzip.compress(b">chr1\n" + b"ACGT" * 50_000 + b"\n")
     path = tmp_path / "cut.fa.gz"
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(FastaFormatError, match=r"cut\.fa\.gz: corrupt or truncated gzip stream after line 1"):
+    with pytest.raises(
+        FastaFormatError,
+        match=r"cut\.fa\.gz: truncated gzip file: the compressed data ends before"
+        r" the gzip end-of-stream marker .*cut short",
+    ):
         list(read_fasta(path))
+    damaged = bytearray(data)
+    damaged[len(data) // 2 : len(data) // 2 + 64] = bytes(64)  # zeros inside the deflate stream
+    path.write_bytes(damaged)
+    with pytest.raises(FastaFormatError, match=r"cut\.fa\.gz: damaged gzip data after"):
+        list(read_fasta(path))
+
+
+@pytest.mark.parametrize("block_size", [4, 1 << 24])
+@pytest.mark.parametrize(
+    ("data", "line"),
+    [
+        (b">chr1\rACGT\rACGT\r>chr2\rAC\r", 1),  # CR-only from the start: one endless header line
+        (b">chr1\nACGT\nAC\rGT\rAA\n", 3),  # a sequence line with bare CRs
+        (b">chr1 x\r\nACGT\r\n>chr2\rAC\r", 3),
+    ],  # CRLF, then CR-only
+)
+def test_cr_only_line_ends_are_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: bytes, line: int, block_size: int
+) -> None:
+    monkeypatch.setattr(fasta_module, "BLOCK_SIZE", block_size)
+    path = write(tmp_path / "mac.fa", data)
+    with pytest.raises(FastaFormatError, match=rf"mac\.fa:{line}: line ends with a bare carriage return"):
+        list(read_fasta(path))
+    crlf = write(tmp_path / "dos.fa", data.replace(b"\r\n", b"\n").replace(b"\r", b"\r\n"))
+    assert [name for name, _ in read_fasta(crlf)] == ["chr1", "chr2"][: data.count(b">")]
 
 
 def test_truncated_bgzip_at_block_boundary(tmp_path: Path) -> None:
@@ -175,8 +194,11 @@ def test_writer_keeps_previous_output_on_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("records", "message"),
-    [([("a", b"A"), ("a", b"C")], "duplicate sequence name 'a'"), ([("a b", b"A")], "whitespace"),
-     ([("a", b"")], "sequence 'a' is empty")],
+    [
+        ([("a", b"A"), ("a", b"C")], "duplicate sequence name 'a'"),
+        ([("a b", b"A")], "whitespace"),
+        ([("a", b"")], "sequence 'a' is empty"),
+    ],
 )
 def test_writer_rejects_bad_records(tmp_path: Path, records: list, message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -13,8 +13,10 @@ import torch
 from longdna import vocab
 from longdna.data.benchmarks import BenchmarkInfo, write_benchmark
 from longdna.models import SequenceClassifier, build_model, save_pretrained
+from longdna.models.base import pool
 from longdna.models.heads import reverse_complement_padded
-from longdna.train.finetune import FinetuneConfig, crop, finetune, fit_head, pad_batch, train_valid_split
+from longdna.settings import FinetuneConfig
+from longdna.train.finetune import crop, finetune, fit_head, pad_batch, train_valid_split
 
 TINY = dict(d_model=16, n_layer=1, d_inner=32, l_max=130, embed_dropout=0.0)
 
@@ -48,8 +50,10 @@ def test_validation_split_is_stratified_seeded_and_disjoint_from_test() -> None:
     assert (split[frame["split"] == "test"] == "test").all()
     assert split.equals(train_valid_split(frame, info, config, seed=1))
     assert not split.equals(train_valid_split(frame, info, config, seed=2))
-    folds = [set(np.flatnonzero(train_valid_split(frame, info, FinetuneConfig(kfold=5), seed=s) == "valid"))
-             for s in range(5)]
+    folds = [
+        set(np.flatnonzero(train_valid_split(frame, info, FinetuneConfig(kfold=5), seed=s) == "valid"))
+        for s in range(5)
+    ]
     assert set().union(*folds) == set(range(100)) and sum(map(len, folds)) == 100  # a partition of train
 
 
@@ -70,8 +74,11 @@ def write_toy_benchmark(directory: Path, task: str, n: int = 160, length: int = 
     for i in range(n):
         gc = rng.random()
         seq = "".join(rng.choice(list("ACGT"), length, p=[(1 - gc) / 2, gc / 2, gc / 2, (1 - gc) / 2]))
-        label: object = {"classification": int(gc > 0.5), "regression": gc,
-                         "multilabel": [int(gc > 0.5), int(gc > 0.25)]}[task]
+        label: object = {
+            "classification": int(gc > 0.5),
+            "regression": gc,
+            "multilabel": [int(gc > 0.5), int(gc > 0.25)],
+        }[task]
         rows.append((seq, label, "test" if i >= n * 3 // 4 else "train"))
     frame = pd.DataFrame(rows, columns=["sequence", "label", "split"])
     outputs = {"classification": 2, "regression": 1, "multilabel": 2}[task]
@@ -87,15 +94,24 @@ def pretrained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-@pytest.mark.parametrize(("task", "metric", "threshold"), [("classification", "accuracy", 0.8),
-                                                           ("regression", "pearson", 0.7),
-                                                           ("multilabel", "auroc", 0.8)])
-def test_end_to_end_learns_each_task_type(tmp_path: Path, pretrained: Path, task: str, metric: str,
-                                          threshold: float) -> None:
+@pytest.mark.parametrize(
+    ("task", "metric", "threshold"),
+    [("classification", "accuracy", 0.8), ("regression", "pearson", 0.7), ("multilabel", "auroc", 0.8)],
+)
+def test_end_to_end_learns_each_task_type(
+    tmp_path: Path, pretrained: Path, task: str, metric: str, threshold: float
+) -> None:
     write_toy_benchmark(tmp_path / "bench", task)
     config = FinetuneConfig(epochs=8, batch_size=16, lr=3e-3, pooling="mean")
-    summary = finetune(tmp_path / "bench", tmp_path / "run", config, seed=1, backbone_dir=pretrained,
-                       run_name={"benchmark": "toy", "model": "tiny"}, progress=False)
+    summary = finetune(
+        tmp_path / "bench",
+        tmp_path / "run",
+        config,
+        seed=1,
+        backbone_dir=pretrained,
+        run_name={"benchmark": "toy", "model": "tiny"},
+        progress=False,
+    )
     assert summary["metrics"]["test"][metric] > threshold
     saved = json.loads((tmp_path / "run/metrics.json").read_text())
     assert saved["metrics"] == summary["metrics"] and saved["benchmark"] == "toy"
@@ -106,12 +122,20 @@ def test_end_to_end_learns_each_task_type(tmp_path: Path, pretrained: Path, task
 def test_scratch_and_pretrained_differ_only_in_initialisation(tmp_path: Path, pretrained: Path) -> None:
     write_toy_benchmark(tmp_path / "bench", "classification", n=40)
     config = dict(epochs=1, batch_size=8)
-    a = finetune(tmp_path / "bench", tmp_path / "a", FinetuneConfig(**config), seed=3, backbone_dir=pretrained,
-                 progress=False)
-    b = finetune(tmp_path / "bench", tmp_path / "b", FinetuneConfig(**config, init="scratch"), seed=3,
-                 architecture=("hyenadna", TINY), progress=False)
-    again = finetune(tmp_path / "bench", tmp_path / "c", FinetuneConfig(**config), seed=3, backbone_dir=pretrained,
-                     progress=False)
+    a = finetune(
+        tmp_path / "bench", tmp_path / "a", FinetuneConfig(**config), seed=3, backbone_dir=pretrained, progress=False
+    )
+    b = finetune(
+        tmp_path / "bench",
+        tmp_path / "b",
+        FinetuneConfig(**config, init="scratch"),
+        seed=3,
+        architecture=("hyenadna", TINY),
+        progress=False,
+    )
+    again = finetune(
+        tmp_path / "bench", tmp_path / "c", FinetuneConfig(**config), seed=3, backbone_dir=pretrained, progress=False
+    )
     assert a["num_parameters"] == b["num_parameters"]
     assert a["metrics"] == again["metrics"]  # deterministic given the seed
     scores = [np.stack(pd.read_parquet(tmp_path / d / "predictions.parquet")["scores"]) for d in ("a", "b")]
@@ -148,10 +172,22 @@ def test_lp_ft_starts_fine_tuning_from_the_probe(tmp_path: Path, pretrained: Pat
     probe on this composition task is already good."""
     write_toy_benchmark(tmp_path / "bench", "classification")
     config = dict(epochs=1, batch_size=16, lr=1e-12, pooling="mean", freeze_backbone=True)
-    probe = finetune(tmp_path / "bench", tmp_path / "probe", FinetuneConfig(**config, head_init="probe"), seed=1,
-                     backbone_dir=pretrained, progress=False)
-    random_head = finetune(tmp_path / "bench", tmp_path / "random", FinetuneConfig(**config), seed=1,
-                           backbone_dir=pretrained, progress=False)
+    probe = finetune(
+        tmp_path / "bench",
+        tmp_path / "probe",
+        FinetuneConfig(**config, head_init="probe"),
+        seed=1,
+        backbone_dir=pretrained,
+        progress=False,
+    )
+    random_head = finetune(
+        tmp_path / "bench",
+        tmp_path / "random",
+        FinetuneConfig(**config),
+        seed=1,
+        backbone_dir=pretrained,
+        progress=False,
+    )
     assert probe["metrics"]["test"]["accuracy"] > 0.8
     assert random_head["metrics"]["test"]["accuracy"] < probe["metrics"]["test"]["accuracy"]
     history = pd.read_csv(tmp_path / "probe/history.csv")
@@ -173,3 +209,75 @@ def test_bad_benchmark_rows_are_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"missing column\(s\) \['sequence'\]"):
         write_benchmark(tmp_path, frame, BenchmarkInfo("b", "classification", 2, "accuracy"))
     assert not (tmp_path / "data.parquet").exists()
+
+
+def test_segments_pooling_sees_where_mean_pooling_cannot() -> None:
+    """Two classes with the same composition that differ only in where a motif sits: the mean of any
+    position-wise (translation-equivariant) features is identical for both, so no head on mean-pooled features
+    can tell them apart; ``segments`` pooling keeps the position and a linear probe separates them."""
+    rng = np.random.default_rng(0)
+    motif, background, rows, labels = "TATAAA", "GC" * 12, [], []
+    for label in (0, 1):
+        for _ in range(40):
+            cut = rng.integers(0, 6) if label == 0 else rng.integers(18, 24)
+            rows.append(vocab.encode(background[:cut] + motif + background[cut:]))
+            labels.append(label)
+    ids, mask = pad_batch(rows, "right")
+    hidden = torch.nn.functional.one_hot(ids.long(), vocab.VOCAB_SIZE).double()  # position-wise features
+    targets = torch.tensor(labels)
+    for pooling, separable in (("mean", False), ("segments", True)):
+        pooled = pool(hidden, mask, pooling, segments=4)
+        head = torch.nn.Linear(pooled.shape[1], 2).double()
+        fit_head(head, pooled[None], targets, "classification", l2=1e-4)
+        accuracy = (head(pooled).argmax(-1) == targets).double().mean().item()
+        assert (accuracy > 0.95) == separable, (pooling, accuracy)
+
+
+def test_segments_pooling_ignores_padding_and_reverses_with_the_sequence() -> None:
+    torch.manual_seed(0)
+    hidden = torch.randn(1, 7, 3, dtype=torch.float64)
+    mask = torch.ones(1, 7, dtype=torch.bool)
+    padded = torch.cat([torch.zeros(1, 2, 3, dtype=torch.float64), hidden], 1)  # two left pads
+    pad_mask = torch.cat([torch.zeros(1, 2, dtype=torch.bool), mask], 1)
+    segments = pool(hidden, mask, "segments", segments=3)
+    torch.testing.assert_close(pool(padded, pad_mask, "segments", segments=3), segments)
+    reversed_segments = pool(hidden.flip(1), mask, "segments", segments=3).unflatten(1, (3, 3)).flip(1).flatten(1)
+    torch.testing.assert_close(reversed_segments, segments)  # a base on a boundary is split, so this is exact
+    torch.testing.assert_close(pool(hidden, mask, "segments", segments=1), pool(hidden, mask, "mean"))
+    torch.testing.assert_close(
+        pool(hidden, mask, "segments", segments=3).unflatten(1, (3, 3)).mean(1), pool(hidden, mask, "mean")
+    )  # 7 bases in 3 equal shares: the mean of the parts
+
+
+@pytest.mark.parametrize("arch", ["hyenadna", "caduceus-ps"])
+def test_adapt_phase_trains_the_language_model_before_the_head(tmp_path: Path, arch: str) -> None:
+    """adapt epochs run the backbone's own objective (causal for HyenaDNA, masked for Caduceus) on the
+    training sequences: the validation LM loss falls, and history.csv names each phase."""
+    write_toy_benchmark(tmp_path / "bench", "classification", n=96)
+    architecture = ("hyenadna", TINY) if arch == "hyenadna" else ("caduceus", dict(d_model=16, n_layer=2, rcps=True))
+    config = FinetuneConfig(
+        epochs=1,
+        batch_size=16,
+        lr=3e-3,
+        adapt_epochs=3,
+        adapt_lr=1e-2,
+        init="scratch",
+        head_init="probe",
+        pooling="segments",
+        pool_segments=4,
+    )
+    summary = finetune(tmp_path / "bench", tmp_path / "run", config, seed=1, architecture=architecture, progress=False)
+    history = pd.read_csv(tmp_path / "run/history.csv")
+    assert history["phase"].tolist() == ["adapt"] * 3 + ["probe", "finetune"]
+    adapt = history[history["phase"] == "adapt"]["valid_bits_per_base"].to_numpy()
+    assert adapt[-1] < adapt[0] and adapt[-1] < 2.2, adapt  # 2 bits: uniform over ACGT
+    assert summary["best_epoch"] == 1 and summary["epochs_run"] == 1
+
+
+def test_max_steps_caps_each_phase(tmp_path: Path, pretrained: Path) -> None:
+    write_toy_benchmark(tmp_path / "bench", "classification", n=96)  # 72 train rows: 65 after validation, 5 batches
+    config = FinetuneConfig(epochs=3, adapt_epochs=2, batch_size=16, max_steps=7)
+    summary = finetune(tmp_path / "bench", tmp_path / "run", config, seed=1, backbone_dir=pretrained, progress=False)
+    history = pd.read_csv(tmp_path / "run/history.csv")
+    assert history["phase"].tolist() == ["adapt", "adapt", "finetune", "finetune"]  # 5 + 2 steps, each phase
+    assert summary["epochs_run"] == 2

@@ -29,10 +29,23 @@ def test_token_format(ci_workflow: Path) -> None:
     shards = ci_workflow / "results/tokens/demo"
     manifest = pd.read_parquet(shards / "manifest.parquet")
     assert list(manifest.columns) == [
-        "chrom", "length", "offset", "n_fraction", "softmasked_fraction", "split", "sha256", "file", "mask_file"
+        "chrom",
+        "length",
+        "offset",
+        "n_fraction",
+        "softmasked_fraction",
+        "split",
+        "sha256",
+        "file",
+        "mask_file",
     ]
     assert manifest["offset"].tolist() == [0, *np.cumsum(manifest["length"])[:-1].tolist()]
-    assert manifest.set_index("chrom")["split"].to_dict() == {"chr1": "train", "chr2": "train", "chr3": "valid", "chr4": "test"}
+    assert manifest.set_index("chrom")["split"].to_dict() == {
+        "chr1": "train",
+        "chr2": "train",
+        "chr3": "valid",
+        "chr4": "test",
+    }
     for row in manifest.itertuples():
         tokens = np.load(shards / row.file)
         assert tokens.dtype == np.uint8 and tokens.shape == (row.length,) and tokens.max() <= 11
@@ -46,6 +59,12 @@ def test_benchmark_format(ci_workflow: Path) -> None:
         frame, info = read_benchmark(ci_workflow / "results/benchmarks" / name)
         assert {"sequence", "label", "split"} <= set(frame.columns)
         assert info.task == "classification" and info.num_outputs == 2 and info.metric == "accuracy"
+        lengths = frame["sequence"].str.len()
+        assert info.sizes["train"] == {
+            "rows": int((frame["split"] == "train").sum()),
+            "bases": int(lengths[frame["split"] == "train"].sum()),
+            "max_length": int(lengths.max()),
+        }
 
 
 def test_pretrain_format(ci_workflow: Path) -> None:
@@ -82,8 +101,32 @@ def test_finetune_format(ci_workflow: Path) -> None:
 def test_evaluation_format(ci_workflow: Path) -> None:
     out = ci_workflow / "results/evaluation"
     summary = pd.read_csv(out / "summary.csv")
-    assert list(summary.columns) == ["benchmark", "model", "metric", "mean", "sd", "n_seeds", "ci_low", "ci_high"]
+    assert list(summary.columns) == [
+        "benchmark",
+        "model",
+        "metric",
+        "mean",
+        "sd",
+        "n_seeds",
+        "ci_low",
+        "ci_high",
+        "kind",
+        "n_one_class",
+        "n_not_above_majority",
+        "below_best_baseline",
+    ]
     assert (summary["ci_low"] <= summary["ci_high"]).all()
+    assert set(summary.loc[summary["kind"] == "baseline", "model"]) == {"majority", "kmer_lr", "onehot_lr"}
+    for baseline in ("majority", "kmer_lr", "onehot_lr"):
+        run = ci_workflow / "results/baselines/motif" / baseline / "seed1"
+        assert json.loads((run / "metrics.json").read_text())["protocol"] == "classical_baseline"
+        assert list(pd.read_parquet(run / "predictions.parquet").columns) == [
+            "split",
+            "row",
+            "label",
+            "prediction",
+            "scores",
+        ]
     extrapolation = pd.read_csv(out / "extrapolation.csv")
     assert extrapolation["multiple"].tolist() == [1.0, 2.0, 4.0]
     for plot in ("benchmarks", "extrapolation", "pretraining"):

@@ -132,8 +132,9 @@ def test_ucsc_checksum_mismatch_leaves_no_output(server: LocalHTTPServer, tmp_pa
 
 def test_unknown_ucsc_assembly_is_a_404(server: LocalHTTPServer, tmp_path: Path) -> None:
     with pytest.raises(DownloadError, match=r"HTTP 404 .* for http://.*/xx1/bigZips/xx1\.fa\.gz"):
-        prepare_genome({"source": "xx1", "base_url": server.base_url}, tmp_path / "g.fa.gz", tmp_path / "c",
-                       progress=False)
+        prepare_genome(
+            {"source": "xx1", "base_url": server.base_url}, tmp_path / "g.fa.gz", tmp_path / "c", progress=False
+        )
 
 
 @pytest.mark.skipif(shutil.which("sum") is None, reason="needs coreutils sum")
@@ -147,11 +148,15 @@ def test_prepare_ensembl_genome(server: LocalHTTPServer, tmp_path: Path, levels:
             extra = {"Y": b"CCCC"} if level == "toplevel" else {}
             path = folder / f"Homo_sapiens.GRCh38.{kind}.{level}.fa.gz"
             path.write_bytes(gzip.compress(fasta_bytes(records | extra)))
-    sums = subprocess.run(["sum", "-r", *sorted(p.name for p in folder.iterdir())], cwd=folder, check=True,
-                          capture_output=True, text=True).stdout
+    sums = subprocess.run(
+        ["sum", "-r", *sorted(p.name for p in folder.iterdir())], cwd=folder, check=True, capture_output=True, text=True
+    ).stdout
     (folder / "CHECKSUMS").write_text(sums)
-    spec = {"ensembl": {"species": "homo_sapiens", "release": 110, "base_url": server.base_url},
-            "preset": "primary", "prefix": "chr"}
+    spec = {
+        "ensembl": {"species": "homo_sapiens", "release": 110, "base_url": server.base_url},
+        "preset": "primary",
+        "prefix": "chr",
+    }
     resolved = resolve_genome_source(spec)
     assert resolved.location.endswith(f"/dna/Homo_sapiens.GRCh38.dna_sm.{levels[0]}.fa.gz")
     assert resolved.checksum_listing.endswith("/dna/CHECKSUMS")
@@ -199,8 +204,11 @@ def test_malformed_source_leaves_no_output(tmp_path: Path) -> None:
 
 
 def test_demo_source(tmp_path: Path) -> None:
-    spec = {"source": "demo", "demo": {"chromosome_lengths": [30_000, 20_000], "telomere_gap": 1000,
-                                       "centromere_gap": 2000}, "exclude": ["^chr2$"]}
+    spec = {
+        "source": "demo",
+        "demo": {"chromosome_lengths": [30_000, 20_000], "telomere_gap": 1000, "centromere_gap": 2000},
+        "exclude": ["^chr2$"],
+    }
     assert prepare_genome(spec, tmp_path / "g.fa.gz", tmp_path / "cache") == [("chr1", 30_000)]
     with pytest.raises(ValueError, match="genome.demo: .*'chromosomes'"):
         prepare_genome({"source": "demo", "demo": {"chromosomes": 3}}, tmp_path / "h.fa.gz", tmp_path / "cache")

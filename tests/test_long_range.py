@@ -13,8 +13,8 @@ import pysam
 import pytest
 import torch
 import yaml
-
 from http_server import LocalHTTPServer
+
 from longdna.data.benchmarks import (
     BenchmarkFormatError,
     BenchmarkInfo,
@@ -25,12 +25,19 @@ from longdna.data.benchmarks import (
 from longdna.data.demo_genome import DemoGenomeSpec, generate_demo_genome
 from longdna.data.long_range import prepare_long_range
 from longdna.data.shards import split_regions, tokenize_chromosome, write_manifest
+from longdna.data.suite_inputs import load_registry
 from longdna.models import build_model
-from longdna.train.pretrain import PretrainConfig, pretrain
+from longdna.settings import PretrainConfig
+from longdna.train.pretrain import pretrain
 
 REPO = Path(__file__).resolve().parents[1]
-GENOME = DemoGenomeSpec(chromosome_lengths=(60_000, 50_000, 40_000), isochore_mean_length=10_000, telomere_gap=500,
-                        centromere_gap=1_000, short_gaps=1)
+GENOME = DemoGenomeSpec(
+    chromosome_lengths=(60_000, 50_000, 40_000),
+    isochore_mean_length=10_000,
+    telomere_gap=500,
+    centromere_gap=1_000,
+    short_gaps=1,
+)
 LENGTH = 1000  # windows of the fixtures (even, as the study's 12,288)
 COMPLEMENT = str.maketrans("ACGTN", "TGCAN")
 
@@ -92,37 +99,89 @@ def lrb_server(tmp_path_factory: pytest.TempPathFactory, chromosomes: dict[str, 
     n = len(sites)
     refs = [chromosomes[c][p - 1].upper() for c, p in sites]
     alts = ["A" if r != "A" else "G" for r in refs]
-    write("variant_effect_causal_eqtl/All_Tissues.csv", pd.DataFrame({
-        "CHROM": [c for c, _ in sites], "POS": [p for _, p in sites], "REF": refs, "ALT": alts,
-        "label": [i % 2 for i in range(n)], "tissue": "Whole_Blood", "distance_to_nearest_TSS": 1000,
-        "split": split(n)}))
-    write("variant_effect_pathogenic/vep_pathogenic_coding.csv", pd.DataFrame({
-        "CHROM": [c for c, _ in sites], "POS": [p for _, p in sites], "REF": refs, "ALT": alts,
-        "INT_LABEL": [(i // 2) % 2 for i in range(n)], "split": split(n)}))
-    write("bulk_rna_expression/gene_coordinates.csv", pd.DataFrame({
-        "chrom": [c for c, _ in sites], "CAGE_representative_TSS": [p for _, p in sites],
-        "strand": ["-" if i % 3 == 0 else "+" for i in range(n)], "split": split(n)}))
-    write("bulk_rna_expression/rna_expression_values.csv",
-          pd.DataFrame(rng.normal(size=(n, 3)), columns=["Adipose", "Brain", "Liver"]))
+    write(
+        "variant_effect_causal_eqtl/All_Tissues.csv",
+        pd.DataFrame(
+            {
+                "CHROM": [c for c, _ in sites],
+                "POS": [p for _, p in sites],
+                "REF": refs,
+                "ALT": alts,
+                "label": [i % 2 for i in range(n)],
+                "tissue": "Whole_Blood",
+                "distance_to_nearest_TSS": 1000,
+                "split": split(n),
+            }
+        ),
+    )
+    write(
+        "variant_effect_pathogenic/vep_pathogenic_coding.csv",
+        pd.DataFrame(
+            {
+                "CHROM": [c for c, _ in sites],
+                "POS": [p for _, p in sites],
+                "REF": refs,
+                "ALT": alts,
+                "INT_LABEL": [(i // 2) % 2 for i in range(n)],
+                "split": split(n),
+            }
+        ),
+    )
+    write(
+        "bulk_rna_expression/gene_coordinates.csv",
+        pd.DataFrame(
+            {
+                "chrom": [c for c, _ in sites],
+                "CAGE_representative_TSS": [p for _, p in sites],
+                "strand": ["-" if i % 3 == 0 else "+" for i in range(n)],
+                "split": split(n),
+            }
+        ),
+    )
+    write(
+        "bulk_rna_expression/rna_expression_values.csv",
+        pd.DataFrame(rng.normal(size=(n, 3)), columns=["Adipose", "Brain", "Liver"]),
+    )
     for suffix in ("", "_subset"):
         rows = n if not suffix else n // 2
-        write(f"chromatin_features/histones_and_dnase{suffix}.csv", pd.DataFrame({
-            "CHROM": [c for c, _ in sites][:rows], "POS": [p for _, p in sites][:rows],
-            "HISTONES": [str(rng.integers(0, 2, 4).tolist()) for _ in range(rows)],
-            "DNASE": [str(rng.integers(0, 2, 6).tolist()) for _ in range(rows)], "split": split(rows)}))
+        write(
+            f"chromatin_features/histones_and_dnase{suffix}.csv",
+            pd.DataFrame(
+                {
+                    "CHROM": [c for c, _ in sites][:rows],
+                    "POS": [p for _, p in sites][:rows],
+                    "HISTONES": [str(rng.integers(0, 2, 4).tolist()) for _ in range(rows)],
+                    "DNASE": [str(rng.integers(0, 2, 6).tolist()) for _ in range(rows)],
+                    "split": split(rows),
+                }
+            ),
+        )
         for element in ("promoter", "enhancer"):
             width = 200 if element == "promoter" else 301  # odd: the window differs from the script's by one
-            write(f"regulatory_elements/{element}_dataset{suffix}.csv", pd.DataFrame({
-                "CHROM": [c for c, _ in sites][:rows], "START": [p for _, p in sites][:rows],
-                "STOP": [p + width for _, p in sites][:rows], "label": [i % 2 for i in range(rows)],
-                "split": split(rows)}))
+            write(
+                f"regulatory_elements/{element}_dataset{suffix}.csv",
+                pd.DataFrame(
+                    {
+                        "CHROM": [c for c, _ in sites][:rows],
+                        "START": [p for _, p in sites][:rows],
+                        "STOP": [p + width for _, p in sites][:rows],
+                        "label": [i % 2 for i in range(rows)],
+                        "split": split(rows),
+                    }
+                ),
+            )
     with LocalHTTPServer(root) as server:
         yield server
 
 
 def prepare(task: str, server: LocalHTTPServer, genome: Path, out: Path, **spec) -> tuple[pd.DataFrame, BenchmarkInfo]:
-    prepare_long_range(task, {"suite": "long_range", "task": task, "length": LENGTH, "url": server.url(""), **spec},
-                       out / task, genome, out / "cache")
+    prepare_long_range(
+        task,
+        {"suite": "long_range", "task": task, "length": LENGTH, "url": server.url(""), **spec},
+        out / task,
+        genome,
+        out / "cache",
+    )
     return read_benchmark(out / task)
 
 
@@ -131,17 +190,21 @@ def csv(server: LocalHTTPServer, path: str) -> pd.DataFrame:
 
 
 # -- the suite ----------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("task", "kind", "outputs", "metric"), [
-    ("variant_effect_causal_eqtl", "classification", 2, "auroc"),
-    ("variant_effect_pathogenic_clinvar", "classification", 2, "auroc"),
-    ("bulk_rna_expression", "regression", 3, "r2"),
-    ("chromatin_features_histone_marks", "multilabel", 4, "auprc"),
-    ("chromatin_features_dna_accessibility", "multilabel", 6, "auprc"),
-    ("regulatory_element_promoter", "classification", 2, "auprc"),
-    ("regulatory_element_enhancer", "classification", 2, "auroc"),
-])
-def test_every_task_is_materialised_with_the_published_metric(lrb_server, genome: Path, tmp_path: Path, task: str,
-                                                              kind: str, outputs: int, metric: str) -> None:
+@pytest.mark.parametrize(
+    ("task", "kind", "outputs", "metric"),
+    [
+        ("variant_effect_causal_eqtl", "classification", 2, "auroc"),
+        ("variant_effect_pathogenic_clinvar", "classification", 2, "auroc"),
+        ("bulk_rna_expression", "regression", 3, "r2"),
+        ("chromatin_features_histone_marks", "multilabel", 4, "auprc"),
+        ("chromatin_features_dna_accessibility", "multilabel", 6, "auprc"),
+        ("regulatory_element_promoter", "classification", 2, "auprc"),
+        ("regulatory_element_enhancer", "classification", 2, "auroc"),
+    ],
+)
+def test_every_task_is_materialised_with_the_published_metric(
+    lrb_server, genome: Path, tmp_path: Path, task: str, kind: str, outputs: int, metric: str
+) -> None:
     frame, info = prepare(task, lrb_server, genome, tmp_path)
     assert (info.task, info.num_outputs, info.metric, info.suite) == (kind, outputs, metric, "long_range")
     assert len(frame) == 40 and set(frame["split"]) == {"train", "test"}  # the two windows past an end dropped
@@ -150,8 +213,9 @@ def test_every_task_is_materialised_with_the_published_metric(lrb_server, genome
     assert {"chrom", "start", "end", "strand"} <= set(frame.columns)
 
 
-def test_variant_windows_match_the_loading_script_base_by_base(lrb_server, genome: Path, chromosomes: dict[str, str],
-                                                               tmp_path: Path) -> None:
+def test_variant_windows_match_the_loading_script_base_by_base(
+    lrb_server, genome: Path, chromosomes: dict[str, str], tmp_path: Path
+) -> None:
     frame, _ = prepare("variant_effect_causal_eqtl", lrb_server, genome, tmp_path)
     records = csv(lrb_server, "variant_effect_causal_eqtl/All_Tissues.csv")
     expected = [lrb_window(chromosomes[c], p - 1, LENGTH) for c, p in zip(records["CHROM"], records["POS"])]
@@ -165,22 +229,26 @@ def test_variant_windows_match_the_loading_script_base_by_base(lrb_server, genom
         assert frame["label"][row] == records["label"][i]
 
 
-def test_minus_strand_genes_are_reverse_complemented(lrb_server, genome: Path, chromosomes: dict[str, str],
-                                                     tmp_path: Path) -> None:
+def test_minus_strand_genes_are_reverse_complemented(
+    lrb_server, genome: Path, chromosomes: dict[str, str], tmp_path: Path
+) -> None:
     frame, info = prepare("bulk_rna_expression", lrb_server, genome, tmp_path)
     records = csv(lrb_server, "bulk_rna_expression/gene_coordinates.csv")
     targets = csv(lrb_server, "bulk_rna_expression/rna_expression_values.csv")
     assert info.label_names == ["Adipose", "Brain", "Liver"]
-    expected = [lrb_window(chromosomes[c], p - 1, LENGTH, minus=s == "-")
-                for c, p, s in zip(records["chrom"], records["CAGE_representative_TSS"], records["strand"])]
+    expected = [
+        lrb_window(chromosomes[c], p - 1, LENGTH, minus=s == "-")
+        for c, p, s in zip(records["chrom"], records["CAGE_representative_TSS"], records["strand"])
+    ]
     kept = [i for i, w in enumerate(expected) if w is not None]
     assert frame["sequence"].tolist() == [expected[i] for i in kept]
     assert (frame["strand"] == "-").sum() > 5
     np.testing.assert_allclose(np.stack(frame["label"]), targets.to_numpy()[kept])
 
 
-def test_interval_windows_are_centred_on_the_element(lrb_server, genome: Path, chromosomes: dict[str, str],
-                                                     tmp_path: Path) -> None:
+def test_interval_windows_are_centred_on_the_element(
+    lrb_server, genome: Path, chromosomes: dict[str, str], tmp_path: Path
+) -> None:
     for task, element in (("regulatory_element_promoter", "promoter"), ("regulatory_element_enhancer", "enhancer")):
         frame, _ = prepare(task, lrb_server, genome, tmp_path)
         records = csv(lrb_server, f"regulatory_elements/{element}_dataset.csv")
@@ -202,29 +270,44 @@ def test_labels_subset_files_and_errors(lrb_server, genome: Path, tmp_path: Path
     assert len(frame) == len(records) and info.label_names == [f"histones_{i}" for i in range(4)]
     assert [v.tolist() for v in frame["label"]] == [json.loads(text) for text in records["HISTONES"]]
     with pytest.raises(ValueError, match="has hg19 coordinates, but its genome is hg38"):
-        prepare_long_range("b", {"suite": "long_range", "task": "bulk_rna_expression"}, tmp_path / "x", genome,
-                           tmp_path / "cache", genome_spec={"source": "hg38"})
+        prepare_long_range(
+            "b",
+            {"suite": "long_range", "task": "bulk_rna_expression"},
+            tmp_path / "x",
+            genome,
+            tmp_path / "cache",
+            genome_spec={"source": "hg38"},
+        )
     with pytest.raises(ValueError, match="not a Genomics Long-Range Benchmark task"):
-        prepare_long_range("b", {"suite": "long_range", "task": "cage_prediction"}, tmp_path / "x", genome,
-                           tmp_path / "cache")
+        prepare_long_range(
+            "b", {"suite": "long_range", "task": "cage_prediction"}, tmp_path / "x", genome, tmp_path / "cache"
+        )
     with pytest.raises(ValueError, match="has no subset files"):
         prepare("variant_effect_causal_eqtl", lrb_server, genome, tmp_path, subset=True)
 
 
 def test_registry_pins_a_revision_and_covers_the_study() -> None:
-    registry = yaml.safe_load((REPO / "resources/benchmarks/long_range.yaml").read_text())
+    registry = load_registry("long_range")
     assert registry["revision"] in registry["base_url"] and len(registry["revision"]) == 40
     metrics = {task: entry["metric"] for task, entry in registry["tasks"].items()}
-    assert metrics | {
-        "bulk_rna_expression": "r2", "variant_effect_causal_eqtl": "auroc",
-        "variant_effect_pathogenic_clinvar": "auroc",
-        "chromatin_features_histone_marks": "auprc", "regulatory_element_promoter": "auprc",
-        "regulatory_element_enhancer": "auroc"} == metrics
+    assert (
+        metrics
+        | {
+            "bulk_rna_expression": "r2",
+            "variant_effect_causal_eqtl": "auroc",
+            "variant_effect_pathogenic_clinvar": "auroc",
+            "chromatin_features_histone_marks": "auprc",
+            "regulatory_element_promoter": "auprc",
+            "regulatory_element_enhancer": "auroc",
+        }
+        == metrics
+    )
 
 
 # -- the format extension -------------------------------------------------------------------------------------------
-def test_resizing_recuts_around_the_same_core(lrb_server, genome: Path, chromosomes: dict[str, str],
-                                              tmp_path: Path) -> None:
+def test_resizing_recuts_around_the_same_core(
+    lrb_server, genome: Path, chromosomes: dict[str, str], tmp_path: Path
+) -> None:
     """At 3x the length the old window is the middle of the new one, N beyond the chromosome ends, the variant
     moved with it; on the minus strand too."""
     for task in ("variant_effect_pathogenic_clinvar", "bulk_rna_expression"):
@@ -234,8 +317,10 @@ def test_resizing_recuts_around_the_same_core(lrb_server, genome: Path, chromoso
             assert new["sequence"][LENGTH : 2 * LENGTH] == old["sequence"]
             centre = old["start"]  # single-base cores
             lo = centre - (3 * LENGTH) // 2
-            forward = "".join(chromosomes[old["chrom"]][i] if 0 <= i < len(chromosomes[old["chrom"]]) else "N"
-                              for i in range(lo, lo + 3 * LENGTH))
+            forward = "".join(
+                chromosomes[old["chrom"]][i] if 0 <= i < len(chromosomes[old["chrom"]]) else "N"
+                for i in range(lo, lo + 3 * LENGTH)
+            )
             forward = standardize(forward)
             assert new["sequence"] == (forward.translate(COMPLEMENT)[::-1] if old["strand"] == "-" else forward)
             if "alt_sequence" in frame.columns:
@@ -275,17 +360,42 @@ def test_study_presets_are_about_50m_parameters() -> None:
 
 
 def test_bidirectional_hawk_trains_with_the_masked_objective(tmp_path: Path) -> None:
-    spec = DemoGenomeSpec(chromosome_lengths=(80_000, 40_000, 40_000), telomere_gap=500, centromere_gap=1_000,
-                          short_gaps=1, isochore_mean_length=20_000)
+    spec = DemoGenomeSpec(
+        chromosome_lengths=(80_000, 40_000, 40_000),
+        telomere_gap=500,
+        centromere_gap=1_000,
+        short_gaps=1,
+        isochore_mean_length=20_000,
+    )
     fasta = tmp_path / "genome.fa.gz"
     generate_demo_genome(fasta, spec)
     lengths = {c: tokenize_chromosome(fasta, c, tmp_path / "shards")["length"] for c in spec.chromosome_names}
     write_manifest(tmp_path / "shards", spec.chromosome_names, split_regions(lengths, valid=["chr2"], test=["chr3"]))
-    config = PretrainConfig.from_dict({"seq_len": 128, "batch_size": 8, "lr": 3e-3, "warmup_steps": 2, "max_steps": 12,
-                                       "eval_every": 12, "eval_windows": 4, "log_every": 1, "threads": 1})
-    summary = pretrain("hawk", {"d_model": 32, "n_layer": 2, "num_heads": 2, "bidirectional": True},
-                       tmp_path / "shards", tmp_path / "out", config, progress=False)
+    config = PretrainConfig.from_dict(
+        {
+            "seq_len": 128,
+            "batch_size": 8,
+            "lr": 3e-3,
+            "warmup_steps": 2,
+            "max_steps": 12,
+            "eval_every": 12,
+            "eval_windows": 4,
+            "log_every": 1,
+            "threads": 1,
+        }
+    )
+    summary = pretrain(
+        "hawk",
+        {"d_model": 32, "n_layer": 2, "num_heads": 2, "bidirectional": True},
+        tmp_path / "shards",
+        tmp_path / "out",
+        config,
+        progress=False,
+    )
     assert summary["objective"] == "masked"
-    losses = [json.loads(line)["loss"] for line in (tmp_path / "out/metrics.jsonl").read_text().splitlines()
-              if json.loads(line)["kind"] == "train"]
+    losses = [
+        json.loads(line)["loss"]
+        for line in (tmp_path / "out/metrics.jsonl").read_text().splitlines()
+        if json.loads(line)["kind"] == "train"
+    ]
     assert np.isfinite(losses).all() and np.mean(losses[-3:]) < np.mean(losses[:3])

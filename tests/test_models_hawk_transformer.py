@@ -9,8 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from longdna import vocab
-from longdna.models import build_model, load_pretrained, save_pretrained
-from longdna.models import hawk
+from longdna.models import build_model, hawk, load_pretrained, save_pretrained
 from longdna.models.hawk import MAX_SQRT_GRADIENT, sqrt_bounded_gradient
 from longdna.models.scan import linear_scan_parallel
 from longdna.models.transformer import attention_reference

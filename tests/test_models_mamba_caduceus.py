@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from longdna import vocab
-from longdna.models import build_model, load_pretrained, save_pretrained
-from longdna.models import mamba
+from longdna.models import build_model, load_pretrained, mamba, save_pretrained
+from longdna.models.base import pooled_width
 from longdna.models.mamba import selective_scan, selective_scan_reference
 from longdna.models.scan import linear_scan_parallel
 
@@ -189,14 +189,14 @@ def test_ps_is_rc_equivariant():
     torch.testing.assert_close(model(rc), reverse_complement_logits(model(x)), **EXACT)
 
 
-@pytest.mark.parametrize("pooling", ["mean", "max", "last", "first"])
+@pytest.mark.parametrize("pooling", ["mean", "max", "last", "first", "segments"])
 def test_ps_pooled_features_are_rc_invariant(pooling):
     model = tiny("caduceus-ps")
     x = tokens(3, 29)
     mask = torch.ones_like(x, dtype=torch.bool)
     features = model.pooled_features(model.embed(x), mask, pooling)
     rc_features = model.pooled_features(model.embed(vocab.reverse_complement(x)), mask, pooling)
-    assert features.shape == (3, model.feature_size)
+    assert features.shape == (3, pooled_width(model.feature_size, pooling))
     torch.testing.assert_close(rc_features, features, **EXACT)
     torch.testing.assert_close(model.pooled_features(model.embed(x), None, pooling), features, **EXACT)
 

@@ -20,35 +20,33 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from longdna.data.demo_genome import DemoGenomeSpec, generate_demo_genome
 from longdna.data.shards import split_regions, tokenize_chromosome, write_manifest
 from longdna.models import build_model, load_pretrained
+from longdna.settings import PretrainConfig
 from longdna.train import pretrain as engine
 from longdna.train.checkpoints import CheckpointStore
 from longdna.train.distributed import Distributed
 from longdna.train.launch import first_host, launch_command, run_command
-from longdna.train.memory import MemoryBudgetError, estimate_training_memory, malloc_bytes_in_use
+from longdna.train.memory import MemoryBudgetError, estimate_training_memory, malloc_bytes_in_use, worst_stage_memory
+from longdna.train.metrics_log import MetricsLog
 from longdna.train.objectives import token_loss_sum
-from longdna.train.pretrain import (
-    PREEMPTED_EXIT_CODE,
-    PREEMPTED_MARKER,
-    PretrainConfig,
-    StepBatches,
-    TrainingDiverged,
-    length_schedule,
-    pretrain,
-    seen_before,
-    worst_stage_memory,
-)
+from longdna.train.preemption import PREEMPTED_EXIT_CODE, PREEMPTED_MARKER
+from longdna.train.pretrain import TrainingDiverged, pretrain
+from longdna.train.schedule import StepBatches, length_schedule, seen_before
 
 TINY = {"d_model": 24, "n_layer": 2, "d_inner": 64, "filter_order": 16, "embed_dropout": 0.0}
-FAST = {"seq_len": 128, "batch_size": 8, "lr": 3e-3, "warmup_steps": 3, "eval_windows": 4, "log_every": 1,
-        "threads": 1}
+FAST = {"seq_len": 128, "batch_size": 8, "lr": 3e-3, "warmup_steps": 3, "eval_windows": 4, "log_every": 1, "threads": 1}
 
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 700 kb demo genome tokenized into shards: chr1 train, chr2 valid, chr3 test."""
     root = tmp_path_factory.mktemp("genome")
-    spec = DemoGenomeSpec(chromosome_lengths=(300_000, 200_000, 200_000), telomere_gap=1_000, centromere_gap=2_000,
-                          short_gaps=1, isochore_mean_length=50_000)
+    spec = DemoGenomeSpec(
+        chromosome_lengths=(300_000, 200_000, 200_000),
+        telomere_gap=1_000,
+        centromere_gap=2_000,
+        short_gaps=1,
+        isochore_mean_length=50_000,
+    )
     fasta = root / "genome.fa.gz"
     generate_demo_genome(fasta, spec)
     lengths = {c: tokenize_chromosome(fasta, c, root / "shards")["length"] for c in spec.chromosome_names}
@@ -66,8 +64,19 @@ def rows(out: Path, kind: str) -> list[dict[str, Any]]:
 
 
 def cli(shards: Path, out: Path, arch_config: dict, pretrain_config: dict) -> list[str]:
-    return ["--arch", "hyenadna", "--arch-config", json.dumps(arch_config), "--shards", str(shards), "--out", str(out),
-            "--config", json.dumps({**FAST, **pretrain_config}), "--no-progress"]
+    return [
+        "--arch",
+        "hyenadna",
+        "--arch-config",
+        json.dumps(arch_config),
+        "--shards",
+        str(shards),
+        "--out",
+        str(out),
+        "--config",
+        json.dumps({**FAST, **pretrain_config}),
+        "--no-progress",
+    ]
 
 
 # -- schedule and sampling ------------------------------------------------------------------------------------
@@ -82,8 +91,12 @@ def test_length_warmup_doubles_with_constant_tokens_per_step() -> None:
     samples, tokens = seen_before(stages, 17)
     assert tokens == 17 * cfg.tokens_per_step
     assert samples == 5 * 64 + 5 * 32 + 5 * 16 + 2 * 8
-    for bad in ({"start_length": 384, "steps_per_stage": 5}, {"start_length": 100, "steps_per_stage": 5},
-                {"start_length": 128, "steps_per_stage": 0}, {"start_length": 128}):
+    for bad in (
+        {"start_length": 384, "steps_per_stage": 5},
+        {"start_length": 100, "steps_per_stage": 5},
+        {"start_length": 128, "steps_per_stage": 0},
+        {"start_length": 128},
+    ):
         with pytest.raises(ValueError, match="seq_len_warmup"):
             config(seq_len=1024, seq_len_warmup=bad)
 
@@ -121,9 +134,23 @@ def test_checkpoint_store_keeps_the_last_k_and_the_best(tmp_path: Path) -> None:
 # -- training -------------------------------------------------------------------------------------------------
 def test_loss_decreases_and_outputs_are_complete(shards: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    summary = pretrain("hyenadna", TINY, shards, out, config(
-        seq_len=256, max_steps=60, lr=5e-3, eval_every=15, checkpoint_every=15, keep_checkpoints=1, export="best",
-        eval_lengths=[128, 512]), progress=False)
+    summary = pretrain(
+        "hyenadna",
+        TINY,
+        shards,
+        out,
+        config(
+            seq_len=256,
+            max_steps=60,
+            lr=5e-3,
+            eval_every=15,
+            checkpoint_every=15,
+            keep_checkpoints=1,
+            export="best",
+            eval_lengths=[128, 512],
+        ),
+        progress=False,
+    )
 
     train, valid = rows(out, "train"), rows(out, "valid")
     assert [r["step"] for r in train] == list(range(1, 61))
@@ -138,7 +165,8 @@ def test_loss_decreases_and_outputs_are_complete(shards: Path, tmp_path: Path) -
     best = CheckpointStore(out / "checkpoints").best()
     assert best["valid_loss"] == min(r["loss"] for r in valid)
     assert sorted(p.name for p in (out / "checkpoints").glob("step-*")) == sorted(
-        {f"step-{best['step']:08d}", "step-00000060"})
+        {f"step-{best['step']:08d}", "step-00000060"}
+    )
     meta = json.loads((out / "config.json").read_text())
     assert meta["arch"] == "hyenadna" and meta["pretrain"]["exported_step"] == best["step"]
     exported = load_pretrained(out)
@@ -174,8 +202,9 @@ def test_nan_guard_names_the_step_and_keeps_the_last_good_checkpoint(
 
     monkeypatch.setattr(engine, "token_loss_sum", poisoned)
     with pytest.raises(TrainingDiverged, match=r"step 6\b.*step-00000004"):
-        pretrain("hyenadna", TINY, shards, tmp_path, config(max_steps=10, checkpoint_every=2, eval_every=2),
-                 progress=False)
+        pretrain(
+            "hyenadna", TINY, shards, tmp_path, config(max_steps=10, checkpoint_every=2, eval_every=2), progress=False
+        )
     store = CheckpointStore(tmp_path / "checkpoints")
     assert store.steps() == [2, 4]
     state = store.load(store.latest())
@@ -184,10 +213,14 @@ def test_nan_guard_names_the_step_and_keeps_the_last_good_checkpoint(
     assert max(r["step"] for r in rows(tmp_path, "train")) == 5
 
 
-def test_resume_refuses_a_changed_batch_schedule(shards: Path, tmp_path: Path) -> None:
+def test_a_changed_batch_schedule_trains_afresh(shards: Path, tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
     pretrain("hyenadna", TINY, shards, tmp_path, config(max_steps=2, checkpoint_every=1), progress=False)
-    with pytest.raises(ValueError, match="schedule"):
-        pretrain("hyenadna", TINY, shards, tmp_path, config(max_steps=4, batch_size=4), progress=False)
+    pretrain("hyenadna", TINY, shards, tmp_path, config(max_steps=4, batch_size=4), progress=False)
+    assert "(changed: settings)" in capfd.readouterr().err
+    assert [r["step"] for r in rows(tmp_path, "train")] == [1, 2, 3, 4]
+    assert [r["batch_size"] for r in rows(tmp_path, "train")] == [4] * 4
+    (stale,) = tmp_path.glob("checkpoints.stale-*")
+    assert CheckpointStore(stale).steps() == [1, 2]
 
 
 def test_resume_after_sigterm_is_bitwise_exact(shards: Path, tmp_path: Path) -> None:
@@ -195,9 +228,16 @@ def test_resume_after_sigterm_is_bitwise_exact(shards: Path, tmp_path: Path) -> 
     (losses, gradient norms, validation, final weights), across a sequence-length stage boundary, with dropout,
     reverse-complement augmentation and gradient accumulation on."""
     model = {**TINY, "embed_dropout": 0.1, "resid_dropout": 0.1}
-    settings = {"seq_len": 256, "batch_size": 8, "micro_batch_size": 4, "max_steps": 24, "eval_every": 5,
-                "checkpoint_every": 5, "rc_probability": 0.5,
-                "seq_len_warmup": {"start_length": 64, "steps_per_stage": 6}}
+    settings = {
+        "seq_len": 256,
+        "batch_size": 8,
+        "micro_batch_size": 4,
+        "max_steps": 24,
+        "eval_every": 5,
+        "checkpoint_every": 5,
+        "rc_probability": 0.5,
+        "seq_len_warmup": {"start_length": 64, "steps_per_stage": 6},
+    }
     command = [sys.executable, "-m", "longdna.train.pretrain"]
     reference = subprocess.Popen([*command, *cli(shards, tmp_path / "reference", model, settings)])
     interrupted = subprocess.Popen([*command, *cli(shards, tmp_path / "resumed", model, settings)])
@@ -216,8 +256,10 @@ def test_resume_after_sigterm_is_bitwise_exact(shards: Path, tmp_path: Path) -> 
     assert reference.wait(timeout=180) == 0
 
     def trajectory(out: Path) -> list[tuple]:
-        return [(r["kind"], r["step"], r["loss"], r.get("grad_norm"), r.get("lr"))
-                for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())]
+        return [
+            (r["kind"], r["step"], r["loss"], r.get("grad_norm"), r.get("lr"))
+            for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+        ]
 
     assert trajectory(tmp_path / "resumed") == trajectory(tmp_path / "reference")
     train = rows(tmp_path / "reference", "train")
@@ -241,6 +283,7 @@ def test_resume_restores_the_metrics_history_from_the_checkpoint(shards: Path, t
     (out / "metrics.jsonl").unlink()  # ... and the outputs deleted by Snakemake
     pretrain("hyenadna", TINY, shards, out, config(**settings), progress=False)
     assert [r["step"] for r in rows(out, "train")] == list(range(1, 7))
+
     def losses(run: Path) -> list[tuple]:
         return [(r["kind"], r["step"], r["loss"]) for r in rows(run, "train") + rows(run, "valid")]
 
@@ -253,26 +296,34 @@ def test_metrics_survive_their_file_being_deleted_during_the_run(
 ) -> None:
     """On SLURM the job's outer Snakemake deletes the outputs of a cancelled job while its run is still writing
     the preemption checkpoint: the checkpoint's copy and the final file come from memory, not from the file."""
-    write = engine.MetricsLog.write
+    write = MetricsLog.write
 
-    def write_then_delete(self: engine.MetricsLog, row: dict) -> None:
+    def write_then_delete(self: MetricsLog, row: dict) -> None:
         write(self, row)
         if row["kind"] == "train" and row["step"] == 2:
             self.path.unlink()
 
-    monkeypatch.setattr(engine.MetricsLog, "write", write_then_delete)
-    pretrain("hyenadna", TINY, shards, tmp_path, config(max_steps=4, checkpoint_every=3, eval_every=3),
-             progress=False)
+    monkeypatch.setattr(MetricsLog, "write", write_then_delete)
+    pretrain("hyenadna", TINY, shards, tmp_path, config(max_steps=4, checkpoint_every=3, eval_every=3), progress=False)
     copy = (CheckpointStore(tmp_path / "checkpoints").path(3) / "metrics.jsonl").read_text().splitlines()
-    assert [(r["kind"], r["step"]) for r in map(json.loads, copy)] == [("train", 1), ("train", 2), ("train", 3),
-                                                                       ("valid", 3)]
+    assert [(r["kind"], r["step"]) for r in map(json.loads, copy)] == [
+        ("train", 1),
+        ("train", 2),
+        ("train", 3),
+        ("valid", 3),
+    ]
     assert [r["step"] for r in rows(tmp_path, "train")] == [1, 2, 3, 4]
 
 
 @pytest.mark.slow
 def test_two_process_ddp_matches_single_process(shards: Path, tmp_path: Path) -> None:
-    settings = {"max_steps": 8, "micro_batch_size": 4, "eval_every": 4, "checkpoint_every": 4,
-                "seq_len_warmup": {"start_length": 64, "steps_per_stage": 3}}
+    settings = {
+        "max_steps": 8,
+        "micro_batch_size": 4,
+        "eval_every": 4,
+        "checkpoint_every": 4,
+        "seq_len_warmup": {"start_length": 64, "steps_per_stage": 3},
+    }
     single = tmp_path / "single"
     pretrain("hyenadna", TINY, shards, single, config(**settings), progress=False)
     double = tmp_path / "ddp"
@@ -340,8 +391,13 @@ def test_memory_estimate_matches_the_real_peak_of_a_step(arch: str, checkpointin
     """Fake-tensor estimate vs the real peak of live bytes of forward + backward on CPU (allocator
     retention excluded), plus parameters, gradients and AdamW moments."""
     arch_config, batch, length = {"d_model": 32, "n_layer": 2}, 2, 512
-    estimate = estimate_training_memory(lambda: build_model(arch, **arch_config), batch, length,
-                                        device=torch.device("cpu"), activation_checkpointing=checkpointing)
+    estimate = estimate_training_memory(
+        lambda: build_model(arch, **arch_config),
+        batch,
+        length,
+        device=torch.device("cpu"),
+        activation_checkpointing=checkpointing,
+    )
     model = build_model(arch, **arch_config)
     model.gradient_checkpointing = checkpointing
     for parameter in model.parameters():
@@ -359,8 +415,9 @@ def test_memory_check_fails_fast_with_suggestions(shards: Path, tmp_path: Path) 
     model = {"d_model": 32, "n_layer": 3}
     cpu = torch.device("cpu")
     too_big = worst_stage_memory("hyenadna", model, config(**settings), 1, cpu)[0].total
-    fits = worst_stage_memory("hyenadna", model, config(**settings, micro_batch_size=1, activation_checkpointing=True),
-                              1, cpu)[0].total
+    fits = worst_stage_memory(
+        "hyenadna", model, config(**settings, micro_batch_size=1, activation_checkpointing=True), 1, cpu
+    )[0].total
     assert fits < too_big / 4
     budget_gib = 2 * fits / 0.9 / 2**30
     with pytest.raises(MemoryBudgetError, match="more than 90% of the") as err:
@@ -370,8 +427,9 @@ def test_memory_check_fails_fast_with_suggestions(shards: Path, tmp_path: Path) 
     assert "gradient accumulation keeps the global batch of 8 sequences" in message
     assert not (tmp_path / "checkpoints").exists()
     with pytest.raises(MemoryBudgetError, match="does not fit"):
-        pretrain("hyenadna", model, shards, tmp_path, config(**settings, gpu_memory_gb=fits / 8 / 2**30),
-                 progress=False)
+        pretrain(
+            "hyenadna", model, shards, tmp_path, config(**settings, gpu_memory_gb=fits / 8 / 2**30), progress=False
+        )
 
 
 # -- launching ------------------------------------------------------------------------------------------------
@@ -415,15 +473,43 @@ def test_run_command_maps_exit_statuses(tmp_path: Path, script: str, marker: str
 
 def test_cli_reads_json_files_and_strings(shards: Path, tmp_path: Path) -> None:
     (tmp_path / "model.json").write_text(json.dumps(TINY))
-    status = engine.main(["--arch", "hyenadna", "--arch-config", str(tmp_path / "model.json"), "--shards", str(shards),
-                          "--out", str(tmp_path / "out"), "--config", json.dumps({**FAST, "max_steps": 1}),
-                          "--no-progress"])
+    status = engine.main(
+        [
+            "--arch",
+            "hyenadna",
+            "--arch-config",
+            str(tmp_path / "model.json"),
+            "--shards",
+            str(shards),
+            "--out",
+            str(tmp_path / "out"),
+            "--config",
+            json.dumps({**FAST, "max_steps": 1}),
+            "--no-progress",
+        ]
+    )
     assert status == 0 and (tmp_path / "out" / "model.safetensors").exists()
-    # a rerun of a finished run resumes at its last step and only re-exports
-    assert engine.main(["--arch", "hyenadna", "--arch-config", json.dumps(TINY), "--shards", str(shards),
-                        "--out", str(tmp_path / "out"), "--config", json.dumps({**FAST, "max_steps": 1}),
-                        "--no-progress"]) == 0
+    # a rerun of a finished run trains again (--forcerun), its checkpoints set aside
+    assert (
+        engine.main(
+            [
+                "--arch",
+                "hyenadna",
+                "--arch-config",
+                json.dumps(TINY),
+                "--shards",
+                str(shards),
+                "--out",
+                str(tmp_path / "out"),
+                "--config",
+                json.dumps({**FAST, "max_steps": 1}),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert [r["step"] for r in rows(tmp_path / "out", "train")] == [1]
     assert len(rows(tmp_path / "out", "test")) == 1
+    assert len(list((tmp_path / "out").glob("checkpoints.stale-*"))) == 1
     with pytest.raises(SystemExit):
         engine.main(["--arch", "hyenadna", "--shards", "s", "--out", "o", "--config", "[1, 2]"])

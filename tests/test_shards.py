@@ -75,8 +75,10 @@ def test_iupac_codes_map_to_n(tmp_path: Path) -> None:
 
 def test_split_by_bed(genome: Path, tmp_path: Path) -> None:
     bed = tmp_path / "splits.bed"
-    bed.write_text("# comment\nchr1\t0\t30000\ttrain\nchr1\t30000\t60000\tvalid\nchr2\t100\t40000\ttest\n"
-                   "chrUn_dropped\t0\t10\ttrain\n")
+    bed.write_text(
+        "# comment\nchr1\t0\t30000\ttrain\nchr1\t30000\t60000\tvalid\nchr2\t100\t40000\ttest\n"
+        "chrUn_dropped\t0\t10\ttrain\n"
+    )
     shards = make_shards(genome, tmp_path / "shards", bed=bed)
     assert shards.regions("valid").values.tolist() == [["chr1", 30_000, 60_000]]
     assert shards.manifest["split"].tolist() == ["train,valid", "test", "none"]
@@ -84,9 +86,13 @@ def test_split_by_bed(genome: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("line", "message"),
-    [("chr1\t0\t10", "expected 4 tab-separated columns"), ("chr1\t0\tten\ttrain", "start/end must be integers"),
-     ("chr1\t0\t10\ttraining", "split must be one of"), ("chr1\t10\t10\ttrain", "need 0 <= start < end"),
-     ("chr1\t0\t60001\ttrain", "chr1:60001 is past the end of chr1")],
+    [
+        ("chr1\t0\t10", "expected 4 tab-separated columns"),
+        ("chr1\t0\tten\ttrain", "start/end must be integers"),
+        ("chr1\t0\t10\ttraining", "split must be one of"),
+        ("chr1\t10\t10\ttrain", "need 0 <= start < end"),
+        ("chr1\t0\t60001\ttrain", "chr1:60001 is past the end of chr1"),
+    ],
 )
 def test_bed_errors_name_the_line(tmp_path: Path, line: str, message: str) -> None:
     bed = tmp_path / "s.bed"

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import CI_CONFIG, REPO, snakemake
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -69,10 +68,25 @@ def workdir(tmp_path: Path, cluster: None):
 
 def slurm_command(workdir: Path, configfile: Path, *targets: str) -> list[str]:
     return [
-        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-        "--configfile", str(configfile), "--profile", str(SLURM_PROFILE), "--workflow-profile", "none",
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(configfile),
+        "--profile",
+        str(SLURM_PROFILE),
+        "--workflow-profile",
+        "none",
         # what the one-node CI cluster needs on top of the profile: no accounts, and quick status polls
-        "--slurm-no-account", "--slurm-init-seconds-before-status-checks", "2", "--latency-wait", "10",
+        "--slurm-no-account",
+        "--slurm-init-seconds-before-status-checks",
+        "2",
+        "--latency-wait",
+        "10",
         *targets,
     ]
 
@@ -90,8 +104,13 @@ def finish(process: subprocess.Popen, timeout: float) -> str:
 
 
 def run_slurm(workdir: Path, configfile: Path, *targets: str, timeout: float = 600) -> str:
-    process = subprocess.Popen(slurm_command(workdir, configfile, *targets), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    process = subprocess.Popen(
+        slurm_command(workdir, configfile, *targets),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     return finish(process, timeout)
 
 
@@ -119,31 +138,66 @@ def write_config(path: Path, change) -> Path:
 
 
 def test_ci_workflow_runs_as_slurm_jobs(workdir: Path) -> None:
-    """Every rule of the tiny workflow is an sbatch job; pretraining asks the `gpu` partition for the fake GPU."""
+    """Every rule of the tiny workflow is an sbatch job with its wall time; pretraining goes to the `gpu`
+    partition (on the CPU: the fake GPU is requested in test_gpu_job_without_cuda_fails_at_once)."""
+
+    def on_gpu_partition(config: dict) -> None:
+        config["resources"]["pretrain"].update(slurm_partition="gpu")
+
+    configfile = write_config(workdir / "config.yaml", on_gpu_partition)
+    started = time.time()
+    output = run_slurm(workdir, configfile)
+    jobs = submissions(output)
+    assert {rule for _, rule, _ in jobs} == {
+        "prepare_genome",
+        "tokenize_chromosome",
+        "write_shard_manifest",
+        "pretrain_model",
+        "prepare_benchmark",
+        "finetune_model",
+        "classical_baseline",
+        "evaluate",
+    }
+    dry = snakemake(workdir, "-n", configfile=configfile)  # nothing left to do, and no job ran outside SLURM
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+    # 4 chromosomes, 2 benchmarks, 6 fine-tuning runs, 4 baseline jobs (2 benchmarks x 2 seeds)
+    assert len(jobs) == len({job_id for job_id, _, _ in jobs}) == 20
+    for _job_id, rule, log in jobs:
+        assert log.exists() and "--executor slurm-jobstep" in log.read_text(), (rule, log)
+    records = {job_id: job_record(job_id) for job_id, _, _ in jobs}
+    for record in records.values():
+        assert record["JobState"] == "COMPLETED" and record["WorkDir"] == str(workdir), record
+        # the rules' wall times, declared for SLURM jobs only (the CI partitions have no limit of their own)
+        assert re.fullmatch(r"(\d+-)?\d\d:\d\d:\d\d", record["TimeLimit"]), record
+    pretrain = next(records[job_id] for job_id, rule, _ in jobs if rule == "pretrain_model")
+    assert pretrain["Partition"] == "gpu", pretrain
+    assert all(records[j]["Partition"] == "debug" for j, rule, _ in jobs if rule != "pretrain_model")
+    assert set(jobs_in(workdir)) >= {job_id for job_id, _, _ in jobs}  # squeue shows them too
+    assert (workdir / "results/evaluation/table.md").exists()
+    print(f"{len(jobs)} SLURM jobs in {time.time() - started:.0f} s")
+
+
+def test_gpu_job_without_cuda_fails_at_once(workdir: Path) -> None:
+    """A pretraining job given the CI node's fake GPU gets it from SLURM (`--gpus`), and fails at once because
+    this torch sees no CUDA device, saying so in its log (longdna.device.require_visible_gpus)."""
 
     def on_gpu(config: dict) -> None:
         config["resources"]["pretrain"].update(gpus=1, slurm_partition="gpu")
 
     configfile = write_config(workdir / "config.yaml", on_gpu)
-    started = time.time()
-    output = run_slurm(workdir, configfile)
-    jobs = submissions(output)
-    assert {rule for _, rule, _ in jobs} == {"prepare_genome", "tokenize_chromosome", "write_shard_manifest",
-                                             "pretrain_model", "prepare_benchmark", "finetune_model", "evaluate"}
-    dry = snakemake(workdir, "-n", configfile=configfile)  # nothing left to do, and no job ran outside SLURM
-    assert "Nothing to be done" in dry.stdout + dry.stderr
-    assert len(jobs) == len({job_id for job_id, _, _ in jobs}) == 16  # 4 chromosomes, 2 benchmarks, 6 fine-tuning runs
-    for job_id, rule, log in jobs:
-        assert log.exists() and "--executor slurm-jobstep" in log.read_text(), (rule, log)
-    records = {job_id: job_record(job_id) for job_id, _, _ in jobs}
-    for job_id, record in records.items():
-        assert record["JobState"] == "COMPLETED" and record["WorkDir"] == str(workdir), record
-    pretrain = next(records[job_id] for job_id, rule, _ in jobs if rule == "pretrain_model")
-    assert pretrain["Partition"] == "gpu" and pretrain["TresPerJob"] == "gres:gpu:1", pretrain
-    assert all(records[j]["Partition"] == "debug" for j, rule, _ in jobs if rule != "pretrain_model")
-    assert set(jobs_in(workdir)) >= {job_id for job_id, _, _ in jobs}  # squeue shows them too
-    assert (workdir / "results/evaluation/table.md").exists()
-    print(f"{len(jobs)} SLURM jobs in {time.time() - started:.0f} s")
+    snakemake(workdir, "tokenize", configfile=configfile)  # the genome and its shards, locally (quick)
+    result = subprocess.run(
+        [*slurm_command(workdir, configfile, "pretrain"), "--retries", "0"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert result.returncode != 0
+    (job_id,) = [job_id for job_id, rule, _ in submissions(result.stdout + result.stderr) if rule == "pretrain_model"]
+    record = job_record(job_id)
+    assert record["Partition"] == "gpu" and record["TresPerJob"] == "gres:gpu:1", record
+    assert "GPUUnavailableError: this job was given GPUs" in (workdir / "logs/pretrain/hyena.log").read_text()
 
 
 def test_cancelled_pretraining_job_is_resubmitted_and_resumes(workdir: Path) -> None:
@@ -157,15 +211,24 @@ def test_cancelled_pretraining_job_is_resubmitted_and_resumes(workdir: Path) -> 
     configfile = write_config(workdir / "config.yaml", longer)
     snakemake(workdir, "tokenize", configfile=configfile)  # the genome and its shards, locally (quick)
     out = workdir / "results/pretrain/hyena"
-    process = subprocess.Popen(slurm_command(workdir, configfile, "pretrain"), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    process = subprocess.Popen(
+        slurm_command(workdir, configfile, "pretrain"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     first = None
     deadline = time.time() + 240
     while first is None and time.time() < deadline and process.poll() is None:
-        running = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i %k %Z"], capture_output=True,
-                                 text=True).stdout.split("\n")
-        ours = [line.split()[0] for line in running if line.split()[1:] == ["rule_pretrain_model_wildcards_hyena",
-                                                                             str(workdir)]]
+        running = subprocess.run(
+            ["squeue", "-h", "-t", "RUNNING", "-o", "%i %k %Z"], capture_output=True, text=True
+        ).stdout.split("\n")
+        ours = [
+            line.split()[0]
+            for line in running
+            if line.split()[1:] == ["rule_pretrain_model_wildcards_hyena", str(workdir)]
+        ]
         if ours and any((out / "checkpoints").glob("step-*/state.pt")):
             first = ours[0]
         time.sleep(0.2)
@@ -182,7 +245,7 @@ def test_cancelled_pretraining_job_is_resubmitted_and_resumes(workdir: Path) -> 
     # the cancelled attempt ended by the engine's preemption path (checkpoint, status 75), not by SIGKILL
     assert "non-zero exit status 75" in jobs[0][1].read_text()
     log = (workdir / "logs/pretrain/hyena.log").read_text()
-    resumed = re.findall(r"resuming from \S+step-(\d+) \(step (\d+)\)", log)
+    resumed = re.findall(r"resuming from \S+step-(\d+) \(step (\d+)[,)]", log)
     assert len(resumed) == 1 and 0 < int(resumed[0][1]) < 400, resumed
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if r["kind"] == "train"] == list(range(10, 401, 10))

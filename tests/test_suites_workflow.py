@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import REPO, snakemake
 
 pytestmark = pytest.mark.slow
@@ -21,8 +20,10 @@ def test_user_data_example_configuration(tmp_path: Path) -> None:
     shutil.copytree(REPO / "resources/examples", tmp_path / "resources/examples")
     targets = [f"results/benchmarks/{b}/data.parquet" for b in ("gc_class", "gc_fraction", "repeat_intervals")]
     snakemake(tmp_path, *targets, configfile=REPO / "config/user_data.yaml")
-    info = {b: json.loads((tmp_path / f"results/benchmarks/{b}/benchmark.json").read_text())
-            for b in ("gc_class", "gc_fraction", "repeat_intervals")}
+    info = {
+        b: json.loads((tmp_path / f"results/benchmarks/{b}/benchmark.json").read_text())
+        for b in ("gc_class", "gc_fraction", "repeat_intervals")
+    }
     assert info["gc_class"]["label_names"] == ["at_rich", "gc_rich"]
     assert info["gc_fraction"]["task"] == "regression" and info["gc_fraction"]["metric"] == "spearman"
     assert info["repeat_intervals"]["label_names"] == ["unique", "repeat"]
@@ -32,7 +33,9 @@ def test_user_data_example_configuration(tmp_path: Path) -> None:
 
 def embedded_file(html: str, name: str) -> bytes:
     """The content of a result embedded in a Snakemake report as a base64 data URI."""
-    match = re.search(rf'"data_uri": "data:[^;]+;charset=utf8;filename={re.escape(name)};base64,([A-Za-z0-9+/=]+)"', html)
+    match = re.search(
+        rf'"data_uri": "data:[^;]+;charset=utf8;filename={re.escape(name)};base64,([A-Za-z0-9+/=]+)"', html
+    )
     assert match, f"{name} is not embedded in the report"
     return base64.b64decode(match.group(1))
 

@@ -12,13 +12,14 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-
 from conftest import CI_CONFIG, snakemake
+
 from longdna import vocab
 from longdna.data.benchmarks import BenchmarkInfo, write_benchmark
-from longdna.eval.variant_effect import VariantEffectConfig, fit_probe, variant_effect, variant_scores
+from longdna.eval.variant_effect import fit_probe, variant_effect, variant_scores
 from longdna.models import build_model, save_pretrained
-from longdna.train.finetune import FinetuneConfig, finetune
+from longdna.settings import FinetuneConfig, VariantEffectConfig
+from longdna.train.finetune import finetune
 
 TINY = {
     "caduceus-ps": ("caduceus", dict(d_model=16, n_layer=2, rcps=True, scan_chunk_size=8)),
@@ -78,9 +79,10 @@ def test_masked_llr_is_the_masked_marginal(name: str) -> None:
     ref, alt, positions = variant_pair(2, 30)
     expected = torch.zeros(2, dtype=torch.float64)
     for row in range(2):
-        for ids_ref, ids_alt, p in ((ref[row], alt[row], positions[row]),
-                                    (vocab.reverse_complement(ref[row]), vocab.reverse_complement(alt[row]),
-                                     29 - positions[row])):
+        for ids_ref, ids_alt, p in (
+            (ref[row], alt[row], positions[row]),
+            (vocab.reverse_complement(ref[row]), vocab.reverse_complement(alt[row]), 29 - positions[row]),
+        ):
             masked = ids_ref.clone()
             masked[p] = vocab.MASK
             log_probs = model(masked[None])[0, p].log_softmax(-1)
@@ -91,8 +93,9 @@ def test_masked_llr_is_the_masked_marginal(name: str) -> None:
 def test_chunked_scoring_equals_unchunked() -> None:
     model = tiny("hawk-bi")
     ref, alt, positions = variant_pair(2, 37)
-    for a, b in zip(variant_scores(model, ref, alt, positions, 11, chunk_size=8),
-                    variant_scores(model, ref, alt, positions, 11)):
+    for a, b in zip(
+        variant_scores(model, ref, alt, positions, 11, chunk_size=8), variant_scores(model, ref, alt, positions, 11)
+    ):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
 
 
@@ -129,8 +132,15 @@ def test_variant_effect_run_learns_a_toy_and_writes_a_run(tmp_path: Path) -> Non
     torch.manual_seed(0)
     save_pretrained(build_model("hawk", d_model=16, n_layer=1, num_heads=2, bidirectional=True), tmp_path / "backbone")
     config = VariantEffectConfig(window=16, batch_size=32, l2_grid=[1e-3, 1e-1])
-    summary = variant_effect(tmp_path / "bench", tmp_path / "run", tmp_path / "backbone", config, seed=1,
-                             run_name={"benchmark": "toy_vep", "model": "hawk"}, progress=False)
+    summary = variant_effect(
+        tmp_path / "bench",
+        tmp_path / "run",
+        tmp_path / "backbone",
+        config,
+        seed=1,
+        run_name={"benchmark": "toy_vep", "model": "hawk"},
+        progress=False,
+    )
     test = summary["metrics"]["test"]
     assert test["auroc"] > 0.9 and {"zero_shot_auroc", "zero_shot_auprc"} <= set(test)
     saved = json.loads((tmp_path / "run/metrics.json").read_text())
@@ -139,10 +149,18 @@ def test_variant_effect_run_learns_a_toy_and_writes_a_run(tmp_path: Path) -> Non
     assert list(predictions.columns) == ["split", "row", "label", "prediction", "scores", "zero_shot_score"]
     assert sorted(predictions.loc[predictions["split"] == "test", "row"]) == list(range(0, 240, 4))
     assert len(pd.read_csv(tmp_path / "run/history.csv")) == 2
-    assert json.loads((tmp_path / "run/model.json").read_text())["kind"] == "variant_effect"
+    model_info = json.loads((tmp_path / "run/model.json").read_text())
+    assert model_info["kind"] == "variant_effect" and model_info["fingerprint"] == saved["fingerprint"]
+    assert len(saved["fingerprint"]["sha256"]) == 64  # the run's inputs, settings and code (longdna.fingerprint)
     with pytest.raises(ValueError, match="variant-effect benchmark"):
-        finetune(tmp_path / "bench", tmp_path / "ft", FinetuneConfig(epochs=1), seed=1,
-                 backbone_dir=tmp_path / "backbone", progress=False)
+        finetune(
+            tmp_path / "bench",
+            tmp_path / "ft",
+            FinetuneConfig(epochs=1),
+            seed=1,
+            backbone_dir=tmp_path / "backbone",
+            progress=False,
+        )
 
 
 def test_workflow_scores_variant_benchmarks_with_the_variant_effect_rule(tmp_path: Path) -> None:

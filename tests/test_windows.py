@@ -13,14 +13,9 @@ from torch.utils.data import DataLoader
 from longdna import vocab
 from longdna.data.demo_genome import DemoGenomeSpec, generate_demo_genome
 from longdna.data.fasta import fasta_lengths, read_fasta, write_bgzip_fasta
+from longdna.data.intervals import fetch_interval_sequences
 from longdna.data.shards import GenomeShards, split_regions, tokenize_chromosome, write_manifest
-from longdna.data.windows import (
-    IntervalSequences,
-    RandomWindows,
-    SequentialWindows,
-    fetch_interval_sequences,
-    reverse_complement_bases,
-)
+from longdna.data.windows import IntervalSequences, RandomWindows, SequentialWindows, reverse_complement_bases
 
 SMALL = DemoGenomeSpec(chromosome_lengths=(60_000, 40_000, 30_000), telomere_gap=1000, centromere_gap=2000)
 
@@ -113,13 +108,15 @@ def test_sequential_windows(shards: GenomeShards) -> None:
 
 @pytest.fixture(scope="module")
 def intervals() -> pd.DataFrame:
-    return pd.DataFrame({
-        "chrom": ["chr1", "chr2", "chr1", "chr3", "chr3"],
-        "start": [5000, 12_345, 59_990, 0, 20_000],
-        "end": [5200, 12_400, 60_000, 7, 20_150],
-        "strand": ["+", "-", "+", "-", "."],
-        "label": [1, 0, 1, 0, 1],
-    })
+    return pd.DataFrame(
+        {
+            "chrom": ["chr1", "chr2", "chr1", "chr3", "chr3"],
+            "start": [5000, 12_345, 59_990, 0, 20_000],
+            "end": [5200, 12_400, 60_000, 7, 20_150],
+            "strand": ["+", "-", "+", "-", "."],
+            "label": [1, 0, 1, 0, 1],
+        }
+    )
 
 
 def test_fetch_interval_sequences_convention(genome: Path, intervals: pd.DataFrame) -> None:
@@ -168,9 +165,12 @@ def test_interval_dataset_from_fasta_and_shards(
 
 @pytest.mark.parametrize(
     ("row", "message"),
-    [({"chrom": "chr9", "start": 0, "end": 5}, "chromosome not in"), ({"chrom": "chr1", "start": 5, "end": 5},
-      "start >= end"), ({"chrom": "chr1", "start": 0, "end": 60_001}, "end past the end"),
-     ({"chrom": "chr1", "start": 0, "end": 5, "strand": "x"}, "strand not one of")],
+    [
+        ({"chrom": "chr9", "start": 0, "end": 5}, "chromosome not in"),
+        ({"chrom": "chr1", "start": 5, "end": 5}, "start >= end"),
+        ({"chrom": "chr1", "start": 0, "end": 60_001}, "end past the end"),
+        ({"chrom": "chr1", "start": 0, "end": 5, "strand": "x"}, "strand not one of"),
+    ],
 )
 def test_interval_errors(genome: Path, row: dict, message: str) -> None:
     table = pd.DataFrame([{"chrom": "chr1", "start": 0, "end": 5, "strand": "+"}, {"strand": "+", **row}])

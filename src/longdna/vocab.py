@@ -14,10 +14,13 @@ Encoding rules (one lookup table, no per-base Python):
 
 from __future__ import annotations
 
-from typing import TypeVar
+import sys
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 SPECIAL_TOKENS: tuple[str, ...] = ("[CLS]", "[SEP]", "[BOS]", "[MASK]", "[PAD]", "[RESERVED]", "[UNK]")
 BASES = "ACGTN"
@@ -74,21 +77,28 @@ def soft_mask(sequence: bytes | np.ndarray) -> np.ndarray:
     return raw >= ord("a")
 
 
+def _is_tensor(ids: Any) -> bool:
+    """Whether ``ids`` is a torch tensor, without importing torch: this module serves the data stages, whose
+    environment has no PyTorch, and a tensor can only exist once something else has imported torch."""
+    torch_module = sys.modules.get("torch")
+    return torch_module is not None and isinstance(ids, torch_module.Tensor)
+
+
 def decode(ids: np.ndarray | torch.Tensor) -> str:
     """Nucleotide string of token ids; special tokens decode to ``?``."""
-    if isinstance(ids, torch.Tensor):
+    if _is_tensor(ids):
         ids = ids.cpu().numpy()
     return DECODE_TABLE[np.asarray(ids, dtype=np.int64)].tobytes().decode("ascii")
 
 
-ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
+ArrayT = TypeVar("ArrayT", np.ndarray, "torch.Tensor")
 
 
 def reverse_complement(ids: ArrayT) -> ArrayT:
     """Reverse complement of token ids along the last axis (special tokens map to themselves)."""
-    if isinstance(ids, torch.Tensor):
-        table = torch.as_tensor(COMPLEMENT, device=ids.device)
-        return table[ids.long()].to(ids.dtype).flip(-1)
+    if _is_tensor(ids):
+        table = ids.new_tensor(COMPLEMENT, dtype=ids.dtype)
+        return table[ids.long()].flip(-1)
     return COMPLEMENT[ids].astype(ids.dtype)[..., ::-1]
 
 

@@ -7,25 +7,25 @@ checkpoint prepare_genome:
         fasta="results/genome/{genome}/genome.fa.gz",
         fai="results/genome/{genome}/genome.fa.gz.fai",
         gzi="results/genome/{genome}/genome.fa.gz.gzi",
-    params:
-        spec=lambda wildcards: {k: v for k, v in config["genomes"][wildcards.genome].items() if k != "splits"},
-        cache=DOWNLOADS,
     log:
         "logs/genome/{genome}.log",
     benchmark:
         "benchmarks/genome/{genome}.tsv"
-    threads: threads_for("genome")
-    resources:
-        cpus_per_task=threads_for("genome"),
-        mem_mb=resource("genome", "mem_mb", 4000),
-        runtime=resource("genome", "runtime", scaled_runtime(120)),
-        **cluster_resources("genome"),
     conda:
         ENVS / "data.yaml"
+    threads: threads_for("genome")
+    resources:
+        **cluster_resources(
+            "genome", cpus=threads_for("genome"), runtime=resource("genome", "runtime", scaled_runtime(120))
+        ),
+        mem_mb=resource("genome", "mem_mb", 4000),
+    params:
+        spec=lambda wildcards: {k: v for k, v in config["genomes"][wildcards.genome].items() if k != "splits"},
+        cache=DOWNLOADS,
     script:
         SCRIPTS / "prepare_genome.py"
 
 
 rule genome:
     input:
-        expand(rules.prepare_genome.output.fasta, genome=config["genomes"]),
+        stage_target("genome", expand(rules.prepare_genome.output.fasta, genome=config["genomes"])),

@@ -19,8 +19,9 @@ A benchmark is a directory with two files:
       so :func:`resize_examples` can re-cut the same example at any other length (zero-shot length
       extrapolation).
 ``benchmark.json``
-    :class:`BenchmarkInfo`: task type, number of outputs, class names, the metric the literature reports,
-    provenance.
+    :class:`BenchmarkInfo` (:mod:`longdna.data.benchmark_info`, re-exported here): task type, number of
+    outputs, class names, the metric the literature reports, provenance, the rows and lengths of each split
+    (``sizes``, filled in by :func:`write_benchmark`) and, for user data, the duplicates found (``duplicates``).
 
 :func:`write_benchmark` validates before writing (atomically) and :func:`read_benchmark` validates on
 reading, so a bad row is reported with its file and row number wherever it comes from.
@@ -28,21 +29,27 @@ reading, so a bad row is reported with its file and row number wherever it comes
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from longdna import vocab
+from longdna.data.benchmark_info import (  # noqa: F401 (re-exported: the format's names live here too)
+    DATA_FILE,
+    INFO_FILE,
+    SPLITS,
+    TASKS,
+    BenchmarkFormatError,
+    BenchmarkInfo,
+    read_benchmark_files,
+    split_sizes,
+)
 from longdna.data.fasta import fetch_sequence, read_fai
-from longdna.io import atomic_path, read_json, write_json
+from longdna.io import atomic_path, write_json
 
-DATA_FILE = "data.parquet"
-INFO_FILE = "benchmark.json"
-TASKS = ("classification", "regression", "multilabel")
-SPLITS = ("train", "valid", "test")
 VARIANT_COLUMNS = ("alt_sequence", "variant_position")
 LOCUS_COLUMNS = ("chrom", "start", "end", "strand")
 #: every column a benchmark may have, in the order they are written
@@ -50,27 +57,6 @@ COLUMNS = ("id", "sequence", *VARIANT_COLUMNS, "label", "split", *LOCUS_COLUMNS,
 #: upper case, and every code but A/C/G/T as N (what the Genomics Long-Range Benchmark's sequences hold)
 _STANDARD = bytes(c if c in b"ACGT" else c - 32 if c in b"acgt" else ord("N") for c in range(256))
 _COMPLEMENT = bytes.maketrans(b"ACGTN", b"TGCAN")
-
-
-class BenchmarkFormatError(ValueError):
-    """Benchmark data violates the format; the message names the file and row."""
-
-
-@dataclass
-class BenchmarkInfo:
-    name: str
-    task: str  # classification | regression | multilabel
-    num_outputs: int  # classes, 1 for regression, labels for multi-label
-    metric: str  # the primary metric as the literature reports it (accuracy, mcc, f1, auroc, auprc, r2, ...)
-    suite: str = "user"
-    label_names: list[str] = field(default_factory=list)
-    source: str = ""
-    citation: str = ""
-    notes: str = ""
-
-    def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise BenchmarkFormatError(f"benchmark {self.name}: task must be one of {TASKS}, not {self.task!r}")
 
 
 def validate_benchmark(frame: pd.DataFrame, info: BenchmarkInfo, where: str) -> None:
@@ -116,8 +102,10 @@ def _validate_variants(frame: pd.DataFrame, where: str) -> None:
         except vocab.InvalidSequenceError as exc:
             raise BenchmarkFormatError(str(exc)) from None
         if not 0 <= position < len(ref) or np.flatnonzero(ref_ids != alt_ids).tolist() not in ([], [position]):
-            raise BenchmarkFormatError(f"{where}: row {row + 1}: alt_sequence must differ from sequence at most at"
-                                       f" variant_position {position} (in 0..{len(ref) - 1})")
+            raise BenchmarkFormatError(
+                f"{where}: row {row + 1}: alt_sequence must differ from sequence at most at"
+                f" variant_position {position} (in 0..{len(ref) - 1})"
+            )
 
 
 def _validate_loci(frame: pd.DataFrame, where: str) -> None:
@@ -128,11 +116,13 @@ def _validate_loci(frame: pd.DataFrame, where: str) -> None:
     cores = frame["core"] if "core" in frame.columns else [None] * len(frame)
     for row, (start, end, strand, core) in enumerate(zip(frame["start"], frame["end"], frame["strand"], cores)):
         if not 0 <= start < end or strand not in ("+", "-"):
-            raise BenchmarkFormatError(f"{where}: row {row + 1}: locus {start}-{end} ({strand}) needs"
-                                       " 0 <= start < end and strand + or -")
+            raise BenchmarkFormatError(
+                f"{where}: row {row + 1}: locus {start}-{end} ({strand}) needs 0 <= start < end and strand + or -"
+            )
         if core is not None and (not isinstance(core, str) or len(core) != end - start):
-            raise BenchmarkFormatError(f"{where}: row {row + 1}: core must be a string of end - start = {end - start}"
-                                       " bases")
+            raise BenchmarkFormatError(
+                f"{where}: row {row + 1}: core must be a string of end - start = {end - start} bases"
+            )
 
 
 def _validate_labels(labels: pd.Series, info: BenchmarkInfo, where: str) -> None:
@@ -143,20 +133,25 @@ def _validate_labels(labels: pd.Series, info: BenchmarkInfo, where: str) -> None
             row = int(np.flatnonzero(bad.to_numpy())[0])
             names = f" ({', '.join(info.label_names)})" if info.label_names else ""
             raise BenchmarkFormatError(
-                f"{where}: row {row + 1}: label {_show(labels.iloc[row])} is not a class id in 0..{info.num_outputs - 1}{names}"
+                f"{where}: row {row + 1}: label {_show(labels.iloc[row])} is not a class id in"
+                f" 0..{info.num_outputs - 1}{names}"
             )
     elif info.task == "regression" and info.num_outputs == 1:
         values = pd.to_numeric(labels, errors="coerce")
         if values.isna().any() or not np.isfinite(values.to_numpy(dtype=float)).all():
             row = int(np.flatnonzero(~np.isfinite(values.to_numpy(dtype=float)))[0])
-            raise BenchmarkFormatError(f"{where}: row {row + 1}: regression label {_show(labels.iloc[row])} is not a number")
+            raise BenchmarkFormatError(
+                f"{where}: row {row + 1}: regression label {_show(labels.iloc[row])} is not a number"
+            )
     elif info.task == "regression":
         for row, value in enumerate(labels):
             value = np.asarray(value)
             numbers = value.shape == (info.num_outputs,) and np.issubdtype(value.dtype, np.number)
             if not numbers or not np.isfinite(value).all():
-                raise BenchmarkFormatError(f"{where}: row {row + 1}: regression target must be {info.num_outputs}"
-                                           f" finite numbers, got {value!r}")
+                raise BenchmarkFormatError(
+                    f"{where}: row {row + 1}: regression target must be {info.num_outputs}"
+                    f" finite numbers, got {value!r}"
+                )
     else:
         for row, value in enumerate(labels):
             value = np.asarray(value)
@@ -178,14 +173,12 @@ def write_benchmark(directory: str | os.PathLike, frame: pd.DataFrame, info: Ben
     validate_benchmark(frame, info, where=str(directory / DATA_FILE))
     with atomic_path(directory / DATA_FILE, suffix=".parquet") as tmp:
         frame.to_parquet(tmp, index=False)
-    write_json(directory / INFO_FILE, asdict(info))
+    write_json(directory / INFO_FILE, dataclasses.asdict(dataclasses.replace(info, sizes=split_sizes(frame))))
 
 
 def read_benchmark(directory: str | os.PathLike) -> tuple[pd.DataFrame, BenchmarkInfo]:
-    directory = Path(directory)
-    info = BenchmarkInfo(**read_json(directory / INFO_FILE))
-    frame = pd.read_parquet(directory / DATA_FILE)
-    validate_benchmark(frame, info, where=str(directory / DATA_FILE))
+    frame, info = read_benchmark_files(directory)
+    validate_benchmark(frame, info, where=str(Path(directory) / DATA_FILE))
     return frame, info
 
 

@@ -75,8 +75,9 @@ DEFAULTS = {
 class BackgroundSampler:
     """Random windows of the genome from a set of chromosomes, free of ``N`` and of the ``exclude`` strings."""
 
-    def __init__(self, fasta: str | os.PathLike, chroms: list[str], rng: np.random.Generator,
-                 exclude: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, fasta: str | os.PathLike, chroms: list[str], rng: np.random.Generator, exclude: tuple[str, ...] = ()
+    ) -> None:
         with pysam.FastaFile(str(fasta)) as reader:
             self.sequences = {c: np.frombuffer(reader.fetch(c).upper().encode(), dtype=np.uint8) for c in chroms}
         self.chroms = chroms
@@ -104,8 +105,9 @@ def _implant(background: np.ndarray, element: np.ndarray, at: int) -> None:
     background[at : at + element.size] = element
 
 
-def _motif_example(label: int, variant: int, seq: np.ndarray, motifs: list[bytes],
-                   rng: np.random.Generator) -> np.ndarray:
+def _motif_example(
+    label: int, variant: int, seq: np.ndarray, motifs: list[bytes], rng: np.random.Generator
+) -> np.ndarray:
     length = seq.size
     motif = np.frombuffer(motifs[0], dtype=np.uint8)
     if label == 1:
@@ -120,8 +122,9 @@ def _motif_example(label: int, variant: int, seq: np.ndarray, motifs: list[bytes
     return seq
 
 
-def _multiclass_example(label: int, variant: int, seq: np.ndarray, motifs: list[bytes],
-                        rng: np.random.Generator) -> np.ndarray:
+def _multiclass_example(
+    label: int, variant: int, seq: np.ndarray, motifs: list[bytes], rng: np.random.Generator
+) -> np.ndarray:
     length = seq.size
     family = label if label > 0 else int(rng.integers(1, 4))
     motif = np.frombuffer(motifs[family], dtype=np.uint8)
@@ -132,8 +135,9 @@ def _multiclass_example(label: int, variant: int, seq: np.ndarray, motifs: list[
     return seq
 
 
-def _long_range_example(label: int, variant: int, seq: np.ndarray, units: list[bytes],
-                        rng: np.random.Generator) -> np.ndarray:
+def _long_range_example(
+    label: int, variant: int, seq: np.ndarray, units: list[bytes], rng: np.random.Generator
+) -> np.ndarray:
     length = seq.size
     # the layout at the default length (A starts in [100, 300), B starts >= 8192 bp after A ends and ends >= 50
     # bp before the sequence does, 100 copies per element), scaled to this length
@@ -155,15 +159,20 @@ def _long_range_example(label: int, variant: int, seq: np.ndarray, units: list[b
     return seq
 
 
-def _centred_example(label: int, variant: int, seq: np.ndarray, motifs: list[bytes],
-                     rng: np.random.Generator) -> np.ndarray:
+def _centred_example(
+    label: int, variant: int, seq: np.ndarray, motifs: list[bytes], rng: np.random.Generator
+) -> np.ndarray:
     element = tandem_array(motifs[4 + label], 6, rng)
     _implant(seq, element, seq.size // 2 - element.size // 2)
     return seq
 
 
-GENERATORS = {"motif": _motif_example, "multiclass": _multiclass_example, "long_range": _long_range_example,
-              "centred": _centred_example}
+GENERATORS = {
+    "motif": _motif_example,
+    "multiclass": _multiclass_example,
+    "long_range": _long_range_example,
+    "centred": _centred_example,
+}
 
 
 def make_demo_benchmark(
@@ -186,11 +195,14 @@ def make_demo_benchmark(
     length = length or defaults.length
     counts = {"train": n_train or defaults.n_train, "test": n_test or defaults.n_test}
     if task == "long_range" and len(genome_spec.satellite_units) != 2:
-        raise ValueError(f"demo benchmark long_range needs the genome's two satellite families, "
-                         f"not satellite_units {genome_spec.satellite_units}")
+        raise ValueError(
+            f"demo benchmark long_range needs the genome's two satellite families, "
+            f"not satellite_units {genome_spec.satellite_units}"
+        )
     # what the task implants: satellite units for long_range, the motif families otherwise
-    elements = ([u.encode() for u in genome_spec.satellite_units] if task == "long_range"
-                else motif_consensus(genome_spec))
+    elements = (
+        [u.encode() for u in genome_spec.satellite_units] if task == "long_range" else motif_consensus(genome_spec)
+    )
     rng = np.random.default_rng([seed, TASKS.index(task)])
     rows = []
     for split, chroms in (("train", train_chroms), ("test", test_chroms)):

@@ -144,8 +144,9 @@ def tandem_array(unit: bytes, copies: int, rng: np.random.Generator) -> np.ndarr
     return mutate(np.tile(np.frombuffer(unit, dtype=np.uint8), copies), 0.05, rng)
 
 
-def _chromosome(spec: DemoGenomeSpec, index: int, tables: np.ndarray, repeats: list[np.ndarray],
-                motifs: list[bytes]) -> np.ndarray:
+def _chromosome(
+    spec: DemoGenomeSpec, index: int, tables: np.ndarray, repeats: list[np.ndarray], motifs: list[bytes]
+) -> np.ndarray:
     streams = _streams(spec)
     rng = streams[f"chrom{index}"]
     length = spec.chromosome_lengths[index]
@@ -215,7 +216,6 @@ def generate_demo_genome(path: str | Path, spec: DemoGenomeSpec = DemoGenomeSpec
         for _ in range(spec.repeat_families)
     ]
     records = (
-        (name, _chromosome(spec, i, tables, repeats, motifs).tobytes())
-        for i, name in enumerate(spec.chromosome_names)
+        (name, _chromosome(spec, i, tables, repeats, motifs).tobytes()) for i, name in enumerate(spec.chromosome_names)
     )
     write_bgzip_fasta(records, path)

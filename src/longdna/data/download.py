@@ -19,16 +19,18 @@
   one;
 * **atomic**: the part file is renamed to ``DEST`` only when complete and verified; a checksum mismatch
   deletes it (resuming a corrupt prefix would never succeed). The stable ``.part`` name, rather than
-  :func:`longdna.io.atomic_path`'s random one, is what lets a rerun resume.
+  :func:`longdna.io.atomic_path`'s random one, is what lets a rerun resume. A full disk stops the transfer at
+  once with :class:`longdna.io.DiskFullError` naming the part file (it is not retried).
 
 Every error names the URL (``HTTP 404 for <url>``). An existing ``DEST`` is reused without network access
 (it can only exist verified); with an explicit checksum it is re-hashed first and replaced on mismatch.
+:func:`download_and_read` goes further for files without a checksum: the reader that uses the file (a FASTA
+parser, a BED parser) is its validation, and a cached file it rejects is removed and downloaded once more.
 """
 
 from __future__ import annotations
 
 import ftplib
-import hashlib
 import http.client
 import os
 import re
@@ -44,9 +46,11 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tqdm import tqdm
+
+from longdna.io import file_digest, reporting_disk_full
 
 CHUNK = 1 << 20
 MAX_BACKOFF = 60.0
@@ -65,6 +69,10 @@ class DownloadError(RuntimeError):
 
 class ChecksumMismatchError(DownloadError):
     """The downloaded (or local) file does not match its expected checksum."""
+
+
+class InvalidDownloadError(DownloadError):
+    """A freshly downloaded file failed the validation of its content (not a checksum)."""
 
 
 class _Transient(Exception):
@@ -91,11 +99,7 @@ def compute_checksum(path: str | os.PathLike, algorithm: str) -> str:
     """The checksum of a file in :class:`Checksum`'s format."""
     if algorithm == "bsd-sum":
         return _bsd_sum(Path(path))
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 24):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, algorithm)
 
 
 def _bsd_sum(path: Path) -> str:
@@ -167,8 +171,9 @@ def _open(url: str, offset: int, timeout: float) -> http.client.HTTPResponse:
         raise _Transient(f"{type(exc).__name__}: {exc}") from exc
 
 
-def _with_retries(url: str, attempt: Callable[[], T], progressed: Callable[[], bool], retries: int,
-                  backoff: float) -> T:
+def _with_retries(
+    url: str, attempt: Callable[[], T], progressed: Callable[[], bool], retries: int, backoff: float
+) -> T:
     failures = 0
     while True:
         try:
@@ -203,8 +208,10 @@ def _total_size(response: http.client.HTTPResponse, url: str, offset: int) -> tu
     if offset and status == 206:
         match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+|\*)", response.headers.get("Content-Range", "").strip())
         if not match or int(match.group(1)) != offset:
-            raise DownloadError(f"{url}: answer to a range request from byte {offset} has Content-Range"
-                                f" {response.headers.get('Content-Range')!r}")
+            raise DownloadError(
+                f"{url}: answer to a range request from byte {offset} has Content-Range"
+                f" {response.headers.get('Content-Range')!r}"
+            )
         return offset, None if match.group(3) == "*" else int(match.group(3))
     return 0, int(length) if length is not None else None
 
@@ -222,17 +229,31 @@ def _transfer(url: str, part: Path, timeout: float, progress: bool) -> None:
     with response:
         start, total = _total_size(response, url, offset)
         received = start
-        with open(part, "ab" if start else "wb") as fh, tqdm(
-            total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
-            desc=url_filename(url), disable=not progress,
-        ) as bar:
-            try:
-                while chunk := response.read(CHUNK):
+        with (
+            open(part, "ab" if start else "wb") as fh,
+            tqdm(
+                total=total,
+                initial=start,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                file=sys.stderr,
+                desc=url_filename(url),
+                disable=not progress,
+            ) as bar,
+        ):
+            while True:
+                try:
+                    chunk = response.read(CHUNK)
+                except (OSError, http.client.HTTPException) as exc:
+                    reason = f"transfer interrupted after {received} bytes: {type(exc).__name__}: {exc}"
+                    raise _Transient(reason) from exc
+                if not chunk:
+                    break
+                with reporting_disk_full(part):  # a full disk is no network hiccup: never retried
                     fh.write(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
-            except (OSError, http.client.HTTPException) as exc:
-                raise _Transient(f"transfer interrupted after {received} bytes: {type(exc).__name__}: {exc}") from exc
+                received += len(chunk)
+                bar.update(len(chunk))
     if total is not None and received < total:
         raise _Transient(f"connection closed after {received} of {total} bytes")
     if total is not None and received > total:
@@ -284,9 +305,46 @@ def download(
             verify_checksum(part, checksum, url)
         except ChecksumMismatchError as exc:
             part.unlink()
-            raise ChecksumMismatchError(f"{exc}; the download was deleted") from None
+            raise ChecksumMismatchError(f"{exc}; the download to {dest} was deleted") from None
     os.replace(part, dest)
     return dest
+
+
+def download_and_read(
+    url: str,
+    dest: str | os.PathLike,
+    read: Callable[[Path], T],
+    check: str,
+    invalid: tuple[type[Exception], ...] = (ValueError,),
+    checksum: Checksum | None = None,
+    **options: Any,
+) -> T:
+    """``read(dest)`` after :func:`download` of ``url`` to ``dest`` (``options``: its keywords), where ``read``
+    uses the file and so validates its content; ``check`` says how, for messages (``"reading it as FASTA"``).
+
+    A cached ``dest`` that ``read`` rejects with one of ``invalid`` is removed and downloaded again, once: a
+    damaged or wrong file in the cache never blocks reruns. A fresh download that ``read`` rejects raises
+    :class:`InvalidDownloadError` naming the URL, the file and the check; the file stays for inspection (the
+    next run removes it and downloads it once more).
+    """
+    dest = Path(dest)
+    second_chance = dest.exists()
+    while True:
+        download(url, dest, checksum, **options)
+        try:
+            return read(dest)
+        except invalid as exc:
+            if not second_chance:
+                raise InvalidDownloadError(
+                    f"{url}: the download {dest} fails {check}: {exc}. It was freshly downloaded and is kept for"
+                    " inspection: the source itself is bad or not what the configuration says (check the URL)"
+                ) from exc
+            print(
+                f"{dest}: the cached download of {url} fails {check} ({exc}); removing it and downloading it again",
+                file=sys.stderr,
+            )
+            dest.unlink()
+            second_chance = False
 
 
 def _listed_checksum(listing: str, filename: str, retries: int, backoff: float, timeout: float) -> Checksum | None:

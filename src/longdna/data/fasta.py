@@ -29,7 +29,7 @@ import numpy as np
 from pysam.libcbgzf import BGZFile
 
 from longdna import vocab
-from longdna.io import atomic_path
+from longdna.io import atomic_path, remove_temporaries, reporting_disk_full
 
 LINE_WIDTH = 60
 #: zlib level of the normalised FASTA: level 1 compresses DNA ~7x faster than the default 6 for a file only a
@@ -95,6 +95,7 @@ class _Parser:
         if self.pending_header is not None:
             newline = data.find(b"\n")
             if newline < 0:
+                self._check_line_ends(data, self.line)
                 self.pending_header += data
                 return
             self._header(self.pending_header + data[:newline])
@@ -103,6 +104,7 @@ class _Parser:
             if self.column == 0 and data[pos] == 0x3E:  # '>' at the start of a line
                 newline = data.find(b"\n", pos)
                 if newline < 0:
+                    self._check_line_ends(data[pos:], self.line)  # before holding a CR-only file in memory
                     self.pending_header = data[pos:]
                     return
                 self._header(data[pos:newline])
@@ -120,7 +122,20 @@ class _Parser:
             raise FastaFormatError(f"{self.path}: not FASTA: no '>' header line found")
         self._finish()
 
+    def _check_line_ends(self, text: bytes, line: int) -> None:
+        """A carriage return not followed by a line feed: the file has classic Mac OS (CR-only) line ends. A CR
+        at the very end of ``text`` may be the first half of a CRLF split across blocks."""
+        bare = text.count(b"\r") - text.count(b"\r\n") - text.endswith(b"\r")
+        if bare > 0:
+            at = line + text.count(b"\n", 0, text.replace(b"\r\n", b"\n\n").find(b"\r"))
+            raise FastaFormatError(
+                f"{self.path}:{at}: line ends with a bare carriage return (CR-only line ends, as classic Mac OS"
+                " wrote them): convert the file to LF line ends, e.g. `tr '\\r' '\\n' < in.fa > out.fa`"
+            )
+
     def _header(self, line: bytes) -> None:
+        if b"\r" in line:
+            self._check_line_ends(line.rstrip(b"\r"), self.line)
         self.pending_header = None
         if self.name is not None:
             self._finish()
@@ -149,6 +164,8 @@ class _Parser:
         elif segment.translate(None, _ALLOWED):
             self._bad_character(segment)
         else:
+            if b"\r" in segment:
+                self._check_line_ends(segment, self.line)
             self.chunks.append(segment.translate(None, _NEWLINES))
         newlines = segment.count(b"\n")
         self.line += newlines
@@ -163,8 +180,7 @@ class _Parser:
         line = self.line + segment.count(b"\n", 0, pos)
         column = pos - line_start + 1 + (self.column if line_start == 0 else 0)
         raise FastaFormatError(
-            f"{self.path}:{line}:{column}: character {chr(raw[pos])!r} in {self.name!r} is not an IUPAC"
-            " nucleotide code"
+            f"{self.path}:{line}:{column}: character {chr(raw[pos])!r} in {self.name!r} is not an IUPAC nucleotide code"
         )
 
     def _finish(self) -> None:
@@ -185,14 +201,25 @@ def read_fasta(path: str | os.PathLike) -> Iterator[tuple[str, bytes]]:
     path = Path(path)
     _check_bgzf_eof(path)
     parser = _Parser(path)
+    decoded = 0  # bytes of FASTA read so far (decompressed)
     try:
         with open_maybe_gzip(path) as fh:
             while block := fh.read(BLOCK_SIZE):
+                decoded += len(block)
                 parser.feed(block)
                 yield from parser.done
                 parser.done.clear()
-    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise FastaFormatError(f"{path}: corrupt or truncated gzip stream after line {parser.line}: {exc}") from exc
+    except EOFError as exc:
+        raise FastaFormatError(
+            f"{path}: truncated gzip file: the compressed data ends before the gzip end-of-stream marker (after"
+            f" {decoded:,} bytes of FASTA were read). The file was cut short, e.g. by an interrupted copy or"
+            " download: copy or download it again"
+        ) from exc
+    except (zlib.error, gzip.BadGzipFile) as exc:
+        raise FastaFormatError(
+            f"{path}: damaged gzip data after {decoded:,} bytes of FASTA were read ({exc}): copy or download the"
+            " file again"
+        ) from exc
     parser.close()
     yield from parser.done
 
@@ -214,6 +241,8 @@ def write_bgzip_fasta(records: Iterable[tuple[str, bytes]], path: str | os.PathL
     (nor index) is left behind, and an existing output is untouched.
     """
     path = Path(path)
+    for output in (path, Path(f"{path}.fai"), Path(f"{path}.gzi")):
+        remove_temporaries(output)  # of a writer killed earlier
     written: list[tuple[str, int]] = []
     names: set[str] = set()
     fai_lines: list[str] = []
@@ -224,7 +253,10 @@ def write_bgzip_fasta(records: Iterable[tuple[str, bytes]], path: str | os.PathL
         atomic_path(f"{path}.fai") as tmp_fai,
         atomic_path(f"{path}.gzi") as tmp_gzi,
     ):
-        with BGZFile(str(tmp), f"wb{BGZF_LEVEL}", index=str(tmp_gzi)) as out:  # type: ignore[arg-type]
+        with (
+            reporting_disk_full(path),  # one writer fills the FASTA and its .gzi: a full disk names the FASTA
+            BGZFile(str(tmp), f"wb{BGZF_LEVEL}", index=str(tmp_gzi)) as out,  # type: ignore[arg-type]
+        ):
             for name, sequence in records:
                 if not name or any(c.isspace() for c in name):
                     raise ValueError(f"{path}: sequence name {name!r} is empty or contains whitespace")
@@ -271,8 +303,9 @@ def read_fai(path: str | os.PathLike) -> dict[str, FaiEntry]:
             try:
                 entry = FaiEntry(fields[0], *(int(f) for f in fields[1:5]))
             except (ValueError, TypeError, IndexError):
-                raise FastaFormatError(f"{fai}:{lineno}: expected 5 tab-separated fields (name length offset"
-                                       " linebases linewidth)") from None
+                raise FastaFormatError(
+                    f"{fai}:{lineno}: expected 5 tab-separated fields (name length offset linebases linewidth)"
+                ) from None
             entries[entry.name] = entry
     return entries
 
@@ -292,7 +325,10 @@ def _bgzf_virtual_offset(gzi: Path, position: int) -> int:
 
 
 def fetch_sequence(
-    path: str | os.PathLike, name: str, start: int = 0, end: int | None = None,
+    path: str | os.PathLike,
+    name: str,
+    start: int = 0,
+    end: int | None = None,
     index: dict[str, FaiEntry] | None = None,
 ) -> bytes:
     """Bases ``[start, end)`` (0-based, half-open) of sequence ``name`` of an indexed plain or bgzip FASTA.

@@ -64,9 +64,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from longdna.data.demo_genome import DemoGenomeSpec, generate_demo_genome
-from longdna.data.download import Checksum, download, fetch_text, url_filename, verify_checksum
-from longdna.data.fasta import read_fasta, write_bgzip_fasta
+from longdna.data.download import (
+    Checksum,
+    download,
+    download_and_read,
+    fetch_text,
+    url_filename,
+    verify_checksum,
+)
+from longdna.data.fasta import FastaFormatError, read_fasta, write_bgzip_fasta
+from longdna.data.shards import read_split_bed
 
 UCSC_BASE_URL = "https://hgdownload.soe.ucsc.edu/goldenPath"
 ENSEMBL_BASE_URL = "https://ftp.ensembl.org/pub"
@@ -84,8 +94,19 @@ PRIMARY_EXCLUDE: tuple[str, ...] = (
 )
 PRESETS: dict[str, tuple[str, ...]] = {"all": (), "primary": PRIMARY_EXCLUDE}
 SPEC_KEYS = frozenset(
-    {"source", "ensembl", "sha256", "md5", "checksum_listing", "base_url", "preset", "include", "exclude",
-     "prefix", "demo"}
+    {
+        "source",
+        "ensembl",
+        "sha256",
+        "md5",
+        "checksum_listing",
+        "base_url",
+        "preset",
+        "include",
+        "exclude",
+        "prefix",
+        "demo",
+    }
 )
 ENSEMBL_KEYS = frozenset({"species", "release", "assembly", "type", "base_url"})
 
@@ -179,8 +200,10 @@ def _cache_path(cache_dir: Path, url: str) -> Path:
 
 def acquire_genome(spec: dict[str, Any], cache_dir: str | os.PathLike, progress: bool = True) -> Path:
     """The genome FASTA file as given by the source (downloaded and verified, or generated), unfiltered."""
-    cache_dir = Path(cache_dir)
-    source = resolve_genome_source(spec)
+    return _acquire(resolve_genome_source(spec), spec, Path(cache_dir), progress)
+
+
+def _acquire(source: GenomeSource, spec: dict[str, Any], cache_dir: Path, progress: bool) -> Path:
     if source.kind == "demo":
         try:
             demo = DemoGenomeSpec.from_config(spec.get("demo") or {})
@@ -192,14 +215,29 @@ def acquire_genome(spec: dict[str, Any], cache_dir: str | os.PathLike, progress:
             generate_demo_genome(path, demo)
         return path
     if source.kind == "url":
-        return download(source.location, _cache_path(cache_dir, source.location), source.checksum,
-                        checksum_listing=source.checksum_listing, progress=progress)
+        return download(
+            source.location,
+            _cache_path(cache_dir, source.location),
+            source.checksum,
+            checksum_listing=source.checksum_listing,
+            progress=progress,
+        )
     path = Path(source.location)
     if not path.is_file():
         raise FileNotFoundError(f"genome.source: {path} does not exist")
     if source.checksum is not None:
         verify_checksum(path, source.checksum, str(path))
     return path
+
+
+def known_sequence_lengths(spec: dict[str, Any]) -> dict[str, int] | None:
+    """Name -> length of the sequences :func:`prepare_genome` writes, where the spec alone determines them (the
+    demo genome); None for other sources (their ``.fai`` tells, once prepared)."""
+    if spec.get("source") != "demo":
+        return None
+    demo = DemoGenomeSpec.from_config(spec.get("demo") or {})
+    keep, prefix = sequence_selector(spec), str(spec.get("prefix", ""))
+    return {prefix + name: length for name, length in zip(demo.chromosome_names, demo.chromosome_lengths) if keep(name)}
 
 
 def _compile(spec: dict[str, Any], key: str) -> list[re.Pattern[str]]:
@@ -234,36 +272,54 @@ def prepare_genome(
 ) -> list[tuple[str, int]]:
     """Acquire the genome, keep the selected sequences and write them as bgzip FASTA (+ ``.fai``, ``.gzi``)
     to ``out_path``; returns ``[(name, length), ...]``. Nothing is written if any record is invalid or no
-    sequence is selected."""
+    sequence is selected. A cached download that is not valid FASTA is downloaded again, once
+    (:func:`~longdna.data.download.download_and_read`)."""
     _check_keys(spec)
     keep = sequence_selector(spec)
     prefix = str(spec.get("prefix", ""))
-    source = acquire_genome(spec, cache_dir, progress)
-    dropped: list[str] = []
 
-    def selected() -> Iterator[tuple[str, bytes]]:
-        kept = 0
-        for name, sequence in read_fasta(source):
-            if keep(name):
-                kept += 1
-                yield prefix + name, sequence
-            else:
-                dropped.append(name)
-        if not kept:
-            raise ValueError(
-                f"{source}: no sequence passes the genome's include/exclude/preset selection"
-                f" ({len(dropped)} sequences, e.g. {dropped[:5]})"
-            )
+    def normalise(source: Path) -> list[tuple[str, int]]:
+        dropped: list[str] = []
 
-    written = write_bgzip_fasta(selected(), out_path)
-    if dropped:
-        shown = ", ".join(dropped[:10]) + (", ..." if len(dropped) > 10 else "")
-        print(f"{out_path}: kept {len(written)} sequences, dropped {len(dropped)} ({shown})", file=sys.stderr)
-    return written
+        def selected() -> Iterator[tuple[str, bytes]]:
+            kept = 0
+            for name, sequence in read_fasta(source):
+                if keep(name):
+                    kept += 1
+                    yield prefix + name, sequence
+                else:
+                    dropped.append(name)
+            if not kept:
+                raise ValueError(
+                    f"{source}: no sequence passes the genome's include/exclude/preset selection"
+                    f" ({len(dropped)} sequences, e.g. {dropped[:5]})"
+                )
+
+        written = write_bgzip_fasta(selected(), out_path)
+        if dropped:
+            shown = ", ".join(dropped[:10]) + (", ..." if len(dropped) > 10 else "")
+            print(f"{out_path}: kept {len(written)} sequences, dropped {len(dropped)} ({shown})", file=sys.stderr)
+        return written
+
+    source = resolve_genome_source(spec)
+    if source.kind == "url":
+        return download_and_read(
+            source.location,
+            _cache_path(Path(cache_dir), source.location),
+            normalise,
+            "reading it as FASTA",
+            (FastaFormatError,),
+            source.checksum,
+            checksum_listing=source.checksum_listing,
+            progress=progress,
+        )
+    return normalise(_acquire(source, spec, Path(cache_dir), progress))
 
 
 def fetch_split_bed(
-    url_or_path: str | os.PathLike, cache_dir: str | os.PathLike, checksum: Checksum | None = None,
+    url_or_path: str | os.PathLike,
+    cache_dir: str | os.PathLike,
+    checksum: Checksum | None = None,
     progress: bool = True,
 ) -> Path:
     """A splits BED (chrom, start, end, split; e.g. Basenji's ``sequences_human.bed`` that HyenaDNA uses):
@@ -278,3 +334,23 @@ def fetch_split_bed(
     if checksum is not None:
         verify_checksum(path, checksum, str(path))
     return path
+
+
+def split_bed_regions(
+    url_or_path: str | os.PathLike,
+    cache_dir: str | os.PathLike,
+    chrom_lengths: dict[str, int],
+    progress: bool = True,
+) -> pd.DataFrame:
+    """The split regions of a splits BED (:func:`longdna.data.shards.read_split_bed`), downloaded into the
+    cache if a URL (a cached copy that does not read as a splits BED is downloaded again, once)."""
+    text = str(url_or_path)
+    if urllib.parse.urlsplit(text).scheme.lower() in ("http", "https", "ftp"):
+        return download_and_read(
+            text,
+            _cache_path(Path(cache_dir), text),
+            lambda path: read_split_bed(path, chrom_lengths),
+            "reading it as a splits BED",
+            progress=progress,
+        )
+    return read_split_bed(fetch_split_bed(url_or_path, cache_dir, progress=progress), chrom_lengths)

@@ -1,10 +1,10 @@
 """GenomicBenchmarks (Grešová et al. 2023): interval lists materialised from genomes of the genome stage.
 
-The registry (``resources/benchmarks/genomic_benchmarks.yaml``) names, per dataset, the gzipped interval CSVs
+The registry (``longdna/data/registries/genomic_benchmarks.yaml``) names, per dataset, the gzipped interval CSVs
 of each split and class at a pinned revision of the GenomicBenchmarks repository, the classes in label order
 and the reference each class is cut from. A sequence is ``reference[region][start:end]`` (0-based, half-open),
 reverse-complemented when ``strand`` is ``-`` and with the reference's case kept: what the package's loader
-(``loc2seq``) produces from the same reference, here by :func:`longdna.data.windows.fetch_interval_sequences`
+(``loc2seq``) produces from the same reference, here by :func:`longdna.data.intervals.fetch_interval_sequences`
 on the bgzip FASTA of the genome stage, each reference read once for all files that use it.
 
 Reference roles: ``genome`` is the benchmark's ``genome``; datasets with classes from a second reference
@@ -25,8 +25,8 @@ import pandas as pd
 
 from longdna.data.benchmarks import BenchmarkFormatError, BenchmarkInfo, write_benchmark
 from longdna.data.fasta import fasta_lengths
+from longdna.data.intervals import fetch_interval_sequences
 from longdna.data.suite_inputs import check_columns, check_intervals, fetch_input, load_registry
-from longdna.data.windows import fetch_interval_sequences
 
 SUITE = "genomic_benchmarks"
 COLUMNS = ("id", "region", "start", "end", "strand")
@@ -75,15 +75,19 @@ def prepare_genomic_benchmark(
     registry = registry or load_registry(SUITE)
     task = spec.get("task")
     if task not in registry["datasets"]:
-        raise ValueError(f"benchmarks.{name}: task {task!r} is not a GenomicBenchmarks dataset;"
-                         f" known: {sorted(registry['datasets'])}")
+        raise ValueError(
+            f"benchmarks.{name}: task {task!r} is not a GenomicBenchmarks dataset;"
+            f" known: {sorted(registry['datasets'])}"
+        )
     dataset = registry["datasets"][task]
     base = str(spec.get("url", registry["base_url"])).rstrip("/")
     roles_needed = {class_role(registry, dataset, cls)[0] for cls in dataset["classes"]}
     missing = sorted(roles_needed - set(references))
     if missing:
-        raise ValueError(f"benchmarks.{name}: dataset {task} needs the reference(s) {missing}"
-                         f" (`genome`, or `references: {{role: key of genomes}}`)")
+        raise ValueError(
+            f"benchmarks.{name}: dataset {task} needs the reference(s) {missing}"
+            f" (`genome`, or `references: {{role: key of genomes}}`)"
+        )
 
     tables: dict[str, list[pd.DataFrame]] = {}
     name_maps: dict[str, tuple[dict[str, int], dict[str, str]]] = {}
@@ -98,17 +102,24 @@ def prepare_genomic_benchmark(
             name_maps[role] = _name_map(Path(references[role]), reference.get("strip_version", False))
         lengths, names = name_maps[role]
         checked = check_intervals(
-            frame.rename(columns={"region": "chrom"}), lengths, url, f"{references[role]} (reference {role!r})",
+            frame.rename(columns={"region": "chrom"}),
+            lengths,
+            url,
+            f"{references[role]} (reference {role!r})",
         )
-        tables.setdefault(role, []).append(pd.DataFrame({
-            "chrom": checked["chrom"].map(names),
-            "start": checked["start"],
-            "end": checked["end"],
-            "strand": checked["strand"],
-            "id": [f"{split}/{cls}/{i}" for i in frame["id"].astype(str)],
-            "label": dataset["classes"].index(cls),
-            "split": split,
-        }))
+        tables.setdefault(role, []).append(
+            pd.DataFrame(
+                {
+                    "chrom": checked["chrom"].map(names),
+                    "start": checked["start"],
+                    "end": checked["end"],
+                    "strand": checked["strand"],
+                    "id": [f"{split}/{cls}/{i}" for i in frame["id"].astype(str)],
+                    "label": dataset["classes"].index(cls),
+                    "split": split,
+                }
+            )
+        )
 
     pieces = []
     for role, frames in tables.items():  # one pass over each reference for all its files
@@ -129,7 +140,7 @@ def prepare_genomic_benchmark(
         suite=SUITE,
         label_names=list(dataset["classes"]),
         source=f"{base}/{task} ({registry['repository']} at {registry['revision']}); sequences cut from "
-               + "; ".join(f"{role}: {references[role]}" for role in sorted(tables)),
+        + "; ".join(f"{role}: {references[role]}" for role in sorted(tables)),
         citation=registry["citation"],
         notes=dataset.get("description", ""),
     )
@@ -141,7 +152,13 @@ def _report_sizes(task: str, frame: pd.DataFrame, expected: dict[str, int]) -> N
     counts = frame["split"].value_counts().to_dict()
     for split, size in expected.items():
         if counts.get(split) != size:
-            print(f"note: {task}: {counts.get(split, 0)} {split} sequences, {size} listed for the dataset",
-                  file=sys.stderr)
-    print(f"{task}: " + ", ".join(f"{s} {n}" for s, n in sorted(counts.items()))
-          + f"; classes {np.bincount(frame['label']).tolist()}", file=sys.stderr)
+            print(
+                f"note: {task}: {counts.get(split, 0)} {split} sequences, {size} listed for the dataset",
+                file=sys.stderr,
+            )
+    print(
+        f"{task}: "
+        + ", ".join(f"{s} {n}" for s, n in sorted(counts.items()))
+        + f"; classes {np.bincount(frame['label']).tolist()}",
+        file=sys.stderr,
+    )

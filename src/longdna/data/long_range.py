@@ -2,7 +2,7 @@
 
 The benchmark's dataset files hold coordinates and labels; its loading script cuts each example from a UCSC
 reference around them. :func:`prepare_long_range` does the same from the workflow's genome: it downloads a
-task's files (``resources/benchmarks/long_range.yaml`` pins the revision and describes each task), builds the
+task's files (``longdna/data/registries/long_range.yaml`` pins the revision and describes each task), builds the
 loci, keeps the rows whose window fits in its chromosome (as the script does), cuts the windows
 (:func:`longdna.data.benchmarks.cut_windows`) and writes the common benchmark format with the locus columns,
 so the evaluation can re-cut every example at another length. Variant tasks get the reference window as
@@ -51,21 +51,26 @@ def prepare_long_range(
     registry = registry or load_registry(SUITE)
     task = spec.get("task")
     if task not in registry["tasks"]:
-        raise ValueError(f"benchmarks.{name}: task {task!r} is not a Genomics Long-Range Benchmark task;"
-                         f" known: {sorted(registry['tasks'])}")
+        raise ValueError(
+            f"benchmarks.{name}: task {task!r} is not a Genomics Long-Range Benchmark task;"
+            f" known: {sorted(registry['tasks'])}"
+        )
     entry = registry["tasks"][task]
     source = (genome_spec or {}).get("source")
     if source in ASSEMBLIES and source != entry["assembly"]:
-        raise ValueError(f"benchmarks.{name}: task {task} has {entry['assembly']} coordinates, but its genome is"
-                         f" {source}; set benchmarks.{name}.genome to a genome with source {entry['assembly']}")
+        raise ValueError(
+            f"benchmarks.{name}: task {task} has {entry['assembly']} coordinates, but its genome is"
+            f" {source}; set benchmarks.{name}.genome to a genome with source {entry['assembly']}"
+        )
     length = int(spec.get("length", registry["default_length"]))
     if spec.get("subset") and "subset_files" not in entry:
         raise ValueError(f"benchmarks.{name}: task {task} has no subset files")
     files = entry["subset_files"] if spec.get("subset") else entry["files"]
     base = str(spec.get("url", registry["base_url"])).rstrip("/")
     urls = {role: f"{base}/{file['path']}" for role, file in files.items()}
-    paths = {role: fetch_input(urls[role], cache_dir, file.get("sha256"), what=urls[role])
-             for role, file in files.items()}
+    paths = {
+        role: fetch_input(urls[role], cache_dir, file.get("sha256"), what=urls[role]) for role, file in files.items()
+    }
     records = pd.read_csv(paths["records"])
     columns = entry["columns"]
     check_columns(records, [*columns.values(), "split"], urls["records"])
@@ -75,15 +80,18 @@ def prepare_long_range(
     chrom_lengths = fasta_lengths(genome_fasta)
     missing = sorted(set(loci["chrom"]) - set(chrom_lengths))
     if missing:
-        raise ValueError(f"benchmarks.{name}: {genome_fasta} lacks {missing} (task {task} has records there);"
-                         " include them in the genome")
+        raise ValueError(
+            f"benchmarks.{name}: {genome_fasta} lacks {missing} (task {task} has records there);"
+            " include them in the genome"
+        )
     starts = window_starts(loci["start"].to_numpy(), loci["end"].to_numpy(), length)
     fits = (starts >= 0) & (starts + length < loci["chrom"].map(chrom_lengths).to_numpy())
     in_split = records["split"].isin(["train", "test"]).to_numpy()
     keep = np.flatnonzero(fits & in_split)
     loci = loci.iloc[keep].reset_index(drop=True)
-    frame = pd.DataFrame({"id": [f"{name}_{row + 1}" for row in keep],
-                          "sequence": cut_windows(loci, genome_fasta, length)})
+    frame = pd.DataFrame(
+        {"id": [f"{name}_{row + 1}" for row in keep], "sequence": cut_windows(loci, genome_fasta, length)}
+    )
     if entry["kind"] == "variant":
         alleles = records[columns["alt"]].astype(str).str.upper().to_numpy()[keep]
         centre = length // 2
@@ -100,11 +108,11 @@ def prepare_long_range(
         suite=SUITE,
         label_names=label_names,
         source=f"{registry['repository']} task {task}{' (subset)' if spec.get('subset') else ''}, files "
-               f"{', '.join(urls.values())}; {length} bp windows cut from {entry['assembly']}",
+        f"{', '.join(urls.values())}; {length} bp windows cut from {entry['assembly']}",
         citation=registry["citation"],
         notes=f"{len(records) - keep.size} of {len(records)} records dropped: "
-              f"{int((~fits & in_split).sum())} whose window passes a chromosome end (as the loading script drops"
-              f" them), {int((~in_split).sum())} outside the train/test splits",
+        f"{int((~fits & in_split).sum())} whose window passes a chromosome end (as the loading script drops"
+        f" them), {int((~in_split).sum())} outside the train/test splits",
     )
     write_benchmark(out_dir, frame, info)
     return frame
@@ -120,12 +128,14 @@ def _loci(records: pd.DataFrame, entry: dict[str, Any]) -> pd.DataFrame:
         start = records[columns["position"]].to_numpy(dtype=np.int64) - 1
         end = start + 1
     strand = records[columns["strand"]].astype(str).to_numpy() if "strand" in columns else "+"
-    return pd.DataFrame({"chrom": records[columns["chrom"]].astype(str).to_numpy(), "start": start, "end": end,
-                         "strand": strand})
+    return pd.DataFrame(
+        {"chrom": records[columns["chrom"]].astype(str).to_numpy(), "start": start, "end": end, "strand": strand}
+    )
 
 
-def _labels(records: pd.DataFrame, entry: dict[str, Any], paths: dict[str, Any],
-            urls: dict[str, str]) -> tuple[list[Any], int, list[str]]:
+def _labels(
+    records: pd.DataFrame, entry: dict[str, Any], paths: dict[str, Any], urls: dict[str, str]
+) -> tuple[list[Any], int, list[str]]:
     """(label of every record, num_outputs, label names) in the benchmark format's form."""
     where = urls["records"]
     if entry["task"] == "classification":
@@ -142,14 +152,18 @@ def _labels(records: pd.DataFrame, entry: dict[str, Any], paths: dict[str, Any],
         return vectors, size, [f"{column.lower()}_{i}" for i in range(size)]
     targets = pd.read_csv(paths["targets"])
     if len(targets) != len(records):
-        raise BenchmarkFormatError(f"{urls['targets']}: {len(targets)} rows, but {where} has {len(records)}"
-                                   " (row i holds the targets of record i)")
+        raise BenchmarkFormatError(
+            f"{urls['targets']}: {len(targets)} rows, but {where} has {len(records)}"
+            " (row i holds the targets of record i)"
+        )
     values = targets.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
     bad = ~np.isfinite(values)
     if bad.any():
         row, col = np.argwhere(bad)[0]
-        raise BenchmarkFormatError(f"{urls['targets']}: row {row + 1}, column {targets.columns[col]!r}:"
-                                   f" {targets.iat[row, col]!r} is not a finite number")
+        raise BenchmarkFormatError(
+            f"{urls['targets']}: row {row + 1}, column {targets.columns[col]!r}:"
+            f" {targets.iat[row, col]!r} is not a finite number"
+        )
     return list(values), values.shape[1], [str(c) for c in targets.columns]
 
 

@@ -1,6 +1,6 @@
 """The Nucleotide Transformer downstream tasks (Dalla-Torre et al.), from their Hugging Face dataset files.
 
-The registry (``resources/benchmarks/nucleotide_transformer.yaml``) pins a revision of
+The registry (``longdna/data/registries/nucleotide_transformer.yaml``) pins a revision of
 ``InstaDeepAI/nucleotide_transformer_downstream_tasks`` and lists, per task, the number of classes, the metric
 the papers report and the sha256 of each file. A task has one FASTA file per split, ``{task}/{split}.fna``,
 with headers ``>{name}|{label}`` (see :func:`longdna.data.suite_inputs.read_labelled_fasta`); the official
@@ -39,8 +39,9 @@ def prepare_nucleotide_transformer(
     registry = registry or load_registry(SUITE)
     task = spec.get("task")
     if task not in registry["tasks"]:
-        raise ValueError(f"benchmarks.{name}: task {task!r} is not a Nucleotide Transformer task;"
-                         f" known: {sorted(registry['tasks'])}")
+        raise ValueError(
+            f"benchmarks.{name}: task {task!r} is not a Nucleotide Transformer task; known: {sorted(registry['tasks'])}"
+        )
     entry = registry["tasks"][task]
     base = str(spec.get("url", registry["base_url"])).rstrip("/")
     classes = [str(k) for k in range(entry["classes"])]
@@ -53,8 +54,9 @@ def prepare_nucleotide_transformer(
             raise BenchmarkFormatError(f"{url}: no FASTA records (the {split} split is empty)")
         check_sequences(records["sequence"].tolist(), url, unit="record")
         labels, _ = encode_labels(records["label"].tolist(), url, classes, unit="record")
-        pieces.append(pd.DataFrame({"id": records["id"], "sequence": records["sequence"], "label": labels,
-                                    "split": split}))
+        pieces.append(
+            pd.DataFrame({"id": records["id"], "sequence": records["sequence"], "label": labels, "split": split})
+        )
     frame = pd.concat(pieces, ignore_index=True)
     info = BenchmarkInfo(
         name=name,

@@ -2,7 +2,8 @@
 
 Shared by the GenomicBenchmarks, Nucleotide Transformer and user-data suites (``longdna.data.suites``):
 
-* :func:`load_registry`: a suite's registry, ``resources/benchmarks/<suite>.yaml`` (files, URLs, checksums);
+* :func:`load_registry`: a suite's registry, ``longdna/data/registries/<suite>.yaml`` (files, URLs,
+  checksums), shipped inside the package;
 * :func:`fetch_input`: a URL downloaded into the cache (resumable, verified when a sha256 is known) or a
   local path;
 * :func:`read_labelled_fasta`: the records of a FASTA whose headers carry the label;
@@ -17,11 +18,13 @@ writes atomically, so a bad input leaves no benchmark behind.
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 import re
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -35,25 +38,30 @@ from longdna.data.download import Checksum, download, verify_checksum
 from longdna.data.fasta import open_maybe_gzip
 from longdna.data.genome import _cache_path
 
-#: the registries live in the repository next to the workflow, like every other pinned external resource
-REGISTRY_DIR = Path(__file__).resolve().parents[3] / "resources" / "benchmarks"
+#: package data (pyproject.toml), so that an installed longdna finds them wherever it runs
+REGISTRIES = importlib.resources.files("longdna.data") / "registries"
 REMOTE_SCHEMES = ("http", "https", "ftp")
 #: ``label=VALUE`` / ``split=VALUE`` fields of a FASTA header, separated by whitespace or ``|``
 _HEADER_FIELD = re.compile(r"(?:^|[\s|])(label|split)=([^\s|]+)")
 
 
-def load_registry(suite: str, directory: str | os.PathLike = REGISTRY_DIR) -> dict[str, Any]:
-    path = Path(directory) / f"{suite}.yaml"
-    with open(path) as fh:
-        return yaml.safe_load(fh)
+def load_registry(suite: str) -> dict[str, Any]:
+    """The registry of a downloading suite (``genomic_benchmarks``, ``nucleotide_transformer``, ``long_range``)."""
+    return yaml.safe_load((REGISTRIES / f"{suite}.yaml").read_text())
 
 
 def is_remote(location: str) -> bool:
     return urllib.parse.urlsplit(location).scheme.lower() in REMOTE_SCHEMES
 
 
-def fetch_input(location: str, cache_dir: str | os.PathLike, sha256: str | None = None, *,
-                what: str = "input", progress: bool = False) -> Path:
+def fetch_input(
+    location: str,
+    cache_dir: str | os.PathLike,
+    sha256: str | None = None,
+    *,
+    what: str = "input",
+    progress: bool = False,
+) -> Path:
     """``location`` as a local file: a URL is downloaded into ``cache_dir`` (a mirror of host and path, reused
     once complete), a ``file://`` URL or a path is used in place. With ``sha256`` the file is verified."""
     checksum = Checksum("sha256", sha256, what) if sha256 else None
@@ -95,33 +103,58 @@ def _is_missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() == ""
 
 
+def _number(text: str) -> Decimal | None:
+    """The value of a label written as a finite number (``1``, ``1.0``, ``1e0``), else None."""
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
 def _label_text(value: object) -> str:
-    """A label as text: integral floats (from a numeric column with gaps) lose their ``.0``."""
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(int(value))
-    return str(value).strip()
+    """A label's class name: a number in one canonical form, so that ``1``, ``1.0`` and ``1e0`` are one class
+    (``1``; ``0.50`` is ``0.5``), any other text stripped."""
+    if isinstance(value, (float, np.floating)):
+        value = repr(float(value))  # the shortest text that reads back as this float: 0.1, not 0.1000000000000000055
+    text = str(value).strip()
+    number = _number(text)
+    if number is None:
+        return text
+    return str(int(number)) if number == number.to_integral_value() else str(number.normalize())
 
 
 def _sorted_classes(values: set[str]) -> list[str]:
     """Numbers in numeric order (2 before 10), anything else in text order."""
-    try:
-        return sorted(values, key=float)
-    except ValueError:
-        return sorted(values)
+    numbers = {v: _number(v) for v in values}
+    if all(n is not None for n in numbers.values()):
+        return sorted(values, key=numbers.__getitem__)
+    return sorted(values)
 
 
-def encode_labels(values: Sequence[object], where: str, classes: Sequence[object] | None = None,
-                  unit: str = "row") -> tuple[np.ndarray, list[str]]:
+def encode_labels(
+    values: Sequence[object], where: str, classes: Sequence[object] | None = None, unit: str = "row"
+) -> tuple[np.ndarray, list[str]]:
     """Class ids of ``values`` and the class names in id order.
 
-    With ``classes`` (the declared class names in id order) a value outside them is an error naming the
-    row; without, the classes are the distinct values, numbers sorted numerically, text alphabetically.
+    Numbers are compared as numbers (``1`` and ``1.0`` are one class); labels that mix numbers and text are an
+    error naming a row of each. With ``classes`` (the declared class names in id order) a value outside them
+    is an error naming the row; without, the classes are the distinct values, numbers sorted numerically,
+    text alphabetically.
     """
     texts = []
     for i, value in enumerate(values):
         if _is_missing(value):
             raise BenchmarkFormatError(f"{where}: {unit} {i + 1}: missing label")
         texts.append(_label_text(value))
+    numeric = [_number(t) is not None for t in texts]
+    if any(numeric) and not all(numeric):
+        number_row, text_row = numeric.index(True), numeric.index(False)
+        raise BenchmarkFormatError(
+            f"{where}: labels mix numbers and text ({unit} {number_row + 1}: {texts[number_row]!r}, {unit}"
+            f" {text_row + 1}: {texts[text_row]!r}; {sum(numeric)} numeric and {numeric.count(False)} text labels):"
+            " write every class the same way"
+        )
     names = [_label_text(c) for c in classes] if classes is not None else _sorted_classes(set(texts))
     index = {name: i for i, name in enumerate(names)}
     ids = np.empty(len(texts), dtype=np.int64)
@@ -156,8 +189,9 @@ def check_splits(splits: Sequence[object], where: str, unit: str = "row") -> Non
             raise BenchmarkFormatError(f"{where}: the {split} split is empty (rows per split: {counts})")
 
 
-def check_intervals(table: pd.DataFrame, lengths: dict[str, int], where: str, reference: str,
-                    strands: Sequence[str] = ("+", "-")) -> pd.DataFrame:
+def check_intervals(
+    table: pd.DataFrame, lengths: dict[str, int], where: str, reference: str, strands: Sequence[str] = ("+", "-")
+) -> pd.DataFrame:
     """``table`` (chrom, start, end, strand) with integer coordinates after checking every row against the
     reference's sequence lengths: known sequence, 0 <= start < end <= length, a valid strand."""
     for column in ("start", "end"):
@@ -165,24 +199,29 @@ def check_intervals(table: pd.DataFrame, lengths: dict[str, int], where: str, re
         bad = numbers.isna() | (numbers != numbers.round())
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise BenchmarkFormatError(f"{where}: row {row + 1}: {column} {table[column].iloc[row]!r} is not an integer")
-    checked = table.assign(start=pd.to_numeric(table["start"]).astype(np.int64),
-                           end=pd.to_numeric(table["end"]).astype(np.int64)).reset_index(drop=True)
+            raise BenchmarkFormatError(
+                f"{where}: row {row + 1}: {column} {table[column].iloc[row]!r} is not an integer"
+            )
+    checked = table.assign(
+        start=pd.to_numeric(table["start"]).astype(np.int64), end=pd.to_numeric(table["end"]).astype(np.int64)
+    ).reset_index(drop=True)
     length = checked["chrom"].map(lengths)
     problems = [
-        (length.isna(), lambda r: f"sequence {r.chrom!r} is not in {reference}"
-                                  f" (it has {_examples(list(lengths))})"),
+        (length.isna(), lambda r: f"sequence {r.chrom!r} is not in {reference} (it has {_examples(list(lengths))})"),
         (~checked["strand"].isin(strands), lambda r: f"strand {r.strand!r} is not one of {list(strands)}"),
         (checked["start"] < 0, lambda r: f"start {r.start} < 0"),
         (checked["start"] >= checked["end"], lambda r: f"start {r.start} >= end {r.end}"),
-        (checked["end"] > length.fillna(np.inf), lambda r: f"end {r.end} is past the end of {r.chrom}"
-                                                          f" ({lengths.get(r.chrom)} bp)"),
+        (
+            checked["end"] > length.fillna(np.inf),
+            lambda r: f"end {r.end} is past the end of {r.chrom} ({lengths.get(r.chrom)} bp)",
+        ),
     ]
     for bad, reason in problems:
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise BenchmarkFormatError(f"{where}: row {row + 1}: {reason(checked.iloc[row])}"
-                                       f" ({int(bad.sum())} such rows)")
+            raise BenchmarkFormatError(
+                f"{where}: row {row + 1}: {reason(checked.iloc[row])} ({int(bad.sum())} such rows)"
+            )
     return checked
 
 
@@ -211,7 +250,9 @@ def read_labelled_fasta(path: str | os.PathLike, where: str) -> pd.DataFrame:
                 chunks = []
             elif line:
                 if not records:
-                    raise BenchmarkFormatError(f"{where}: line {number}: not FASTA: sequence before the first '>' header")
+                    raise BenchmarkFormatError(
+                        f"{where}: line {number}: not FASTA: sequence before the first '>' header"
+                    )
                 chunks.append(line)
     if records:
         records[-1][1] = "".join(chunks)

@@ -7,8 +7,8 @@ processes. Windows are slices of memory-mapped arrays: no per-base Python anywhe
 * :class:`RandomWindows`: pretraining windows at random positions of a split, N-filtered, optionally
   reverse-complemented, indexed by the global sample number (so a resumed run continues exactly);
 * :class:`SequentialWindows`: non-overlapping windows tiling a split, for evaluation;
-* :class:`IntervalSequences` and :func:`fetch_interval_sequences`: BED-like intervals (benchmarks), from
-  shards or an indexed FASTA.
+* :class:`IntervalSequences`: BED-like intervals (benchmarks) as token tensors, from shards or an indexed
+  FASTA (their strings, for the torch-free benchmark jobs: :mod:`longdna.data.intervals`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from longdna import vocab
 from longdna.data.fasta import fetch_sequence, read_fai
+from longdna.data.intervals import checked_intervals
 from longdna.data.shards import GenomeShards, encode_bases
 
 _MASK64 = (1 << 64) - 1
@@ -142,7 +143,9 @@ class SequentialWindows(Dataset):
             starts = np.arange(start, end - length + 1, length)
             if starts.size == 0:
                 continue
-            n_counts = np.add.reduceat((tokens[start : starts[-1] + length] == vocab.N).astype(np.int32), starts - start)
+            n_counts = np.add.reduceat(
+                (tokens[start : starts[-1] + length] == vocab.N).astype(np.int32), starts - start
+            )
             windows += [(chrom, int(s)) for s in starts[n_counts <= max_n]]
         if not windows:
             raise ValueError(f"{shards.directory}: no {split} window of {length} bp passes the N filter")
@@ -157,66 +160,6 @@ class SequentialWindows(Dataset):
     def __getitem__(self, index: int) -> torch.Tensor:
         chrom, start = self.windows[index]
         return torch.from_numpy(self.shards.tokens(chrom)[start : start + self.length].astype(np.int64))
-
-
-#: complement of every IUPAC code, case kept (as Biopython's ``Seq.reverse_complement``), for string output
-_IUPAC_COMPLEMENT = bytes.maketrans(
-    b"ACGTURYKMBVDHSWNacgturykmbvdhswn", b"TGCAAYRMKVBHDSWNtgcaayrmkvbhdswn"
-)
-STRANDS = ("+", "-", ".")
-
-
-def _check_intervals(intervals: pd.DataFrame, lengths: dict[str, int], where: str) -> pd.DataFrame:
-    """Intervals with a ``strand`` column (default ``+``), after checking every row against the genome."""
-    missing = {"chrom", "start", "end"} - set(intervals.columns)
-    if missing:
-        raise ValueError(f"intervals: missing columns {sorted(missing)} (need chrom, start, end[, strand])")
-    table = intervals.reset_index(drop=True).copy()
-    if "strand" not in table.columns:
-        table["strand"] = "+"
-    table["start"] = table["start"].astype(np.int64)
-    table["end"] = table["end"].astype(np.int64)
-    chrom_length = table["chrom"].map(lengths)
-    problems = [
-        (chrom_length.isna(), f"chromosome not in {where}"),
-        (~table["strand"].isin(STRANDS), f"strand not one of {STRANDS}"),
-        (table["start"] < 0, "start < 0"),
-        (table["start"] >= table["end"], "start >= end"),
-        (table["end"] > chrom_length.fillna(np.inf), "end past the end of the chromosome"),
-    ]
-    for bad, reason in problems:
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            first = table.iloc[row]
-            raise ValueError(
-                f"intervals row {row}: {first['chrom']}:{first['start']}-{first['end']} ({first['strand']}): {reason}"
-                f" ({int(bad.sum())} such rows)"
-            )
-    return table
-
-
-def fetch_interval_sequences(fasta: str | os.PathLike, intervals: pd.DataFrame) -> list[str]:
-    """Sequences of ``intervals`` (chrom, start, end[, strand]) from an indexed plain or bgzip FASTA.
-
-    Coordinates are 0-based, half-open: a row is ``genome[chrom][start:end]``, reverse-complemented when
-    strand is ``-``, with the case kept. This is the convention of the GenomicBenchmarks loader
-    (``genomic_benchmarks.loc2seq``: ``fasta[region][start:end]``, then Biopython's reverse complement for
-    ``-``), so their interval CSVs (columns id, region, start, end, strand; rename region to chrom, and prefix
-    ``chr`` for Ensembl genomes as their loader does) materialise to identical sequences. Each chromosome is
-    read once, over the span its intervals cover.
-    """
-    index = read_fai(fasta)
-    table = _check_intervals(intervals, {n: e.length for n, e in index.items()}, str(fasta))
-    sequences: list[str] = [""] * len(table)
-    for chrom, group in table.groupby("chrom", sort=False):
-        span_start, span_end = int(group["start"].min()), int(group["end"].max())
-        span = fetch_sequence(fasta, str(chrom), span_start, span_end, index=index)
-        for row, start, end, strand in zip(group.index, group["start"], group["end"], group["strand"]):
-            piece = span[start - span_start : end - span_start]
-            if strand == "-":
-                piece = piece.translate(_IUPAC_COMPLEMENT)[::-1]
-            sequences[row] = piece.decode("ascii")
-    return sequences
 
 
 class IntervalSequences(Dataset):
@@ -240,7 +183,7 @@ class IntervalSequences(Dataset):
             index = read_fai(source)
             lengths = {name: entry.length for name, entry in index.items()}
             where = str(source)
-        self.intervals = _check_intervals(intervals, lengths, where)
+        self.intervals = checked_intervals(intervals, lengths, where)
         self.length = length
         starts = self.intervals["start"].to_numpy()
         ends = self.intervals["end"].to_numpy()
@@ -279,8 +222,9 @@ class IntervalSequences(Dataset):
         else:
             assert self.shards is not None
             chrom = self._chroms[index]
-            window = _padded(self.shards.tokens(chrom), int(self._starts[index]), int(self._ends[index]),
-                             self._lengths[chrom])
+            window = _padded(
+                self.shards.tokens(chrom), int(self._starts[index]), int(self._ends[index]), self._lengths[chrom]
+            )
         if self._minus[index]:
             window = vocab.reverse_complement(window)
         return torch.from_numpy(window.astype(np.int64))

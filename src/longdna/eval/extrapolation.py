@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,34 +41,13 @@ from longdna import vocab
 from longdna.data.benchmarks import is_resizable, read_benchmark, resize_examples
 from longdna.eval.inference import autocast, embed, encode_batch, inference_device
 from longdna.eval.metrics import compute_metrics
-from longdna.eval.variant_effect import VariantEffectConfig, load_probe, score_rows, zero_shot_metrics
+from longdna.eval.variant_effect import load_probe, score_rows, zero_shot_metrics
 from longdna.io import atomic_path, read_json
 from longdna.models import SequenceClassifier, load_pretrained
-from longdna.models.base import config_from_dict
+from longdna.settings import ExtrapolationConfig, VariantEffectConfig
 from longdna.train.finetune import MODEL_INFO_FILE, load_finetuned, to_outputs
 
-POOLINGS = ("window", "full")
-COLUMNS = ["benchmark", "model", "seed", "arch", "multiple", "length", "interpolation", "metric", "value",
-           "n_examples"]
-
-
-@dataclass
-class ExtrapolationConfig:
-    multiples: list[float] = field(default_factory=lambda: [1, 2, 4, 8, 10])
-    position_interpolation: bool = True  # also score rope_scaling backbones with positions divided by the multiple
-    pooling: str = "window"  # window | full (see the module docstring)
-    max_examples: int | None = None  # stratified subsample of the test split, the same for every model and length
-    tokens_per_batch: int = 65536
-    chunk_size: int | None = None
-    precision: str = "auto"  # auto (bf16 on CUDA) | fp32 | bf16
-    threads: int | None = None
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "ExtrapolationConfig":
-        config = config_from_dict(cls, values, where="extrapolation settings")
-        if config.pooling not in POOLINGS:
-            raise ValueError(f"extrapolation settings: pooling must be one of {POOLINGS}, not {config.pooling!r}")
-        return config
+COLUMNS = ["benchmark", "model", "seed", "arch", "multiple", "length", "interpolation", "metric", "value", "n_examples"]
 
 
 def test_examples(frame: pd.DataFrame, task: str, max_examples: int | None) -> pd.DataFrame:
@@ -83,23 +61,29 @@ def test_examples(frame: pd.DataFrame, task: str, max_examples: int | None) -> p
         return test.iloc[np.sort(rng.choice(len(test), max_examples, replace=False))]
     share = max_examples / len(test)
     labels = test["label"].to_numpy()
-    keep = np.concatenate([rng.permutation(np.flatnonzero(labels == k))[: max(1, round(share * (labels == k).sum()))]
-                           for k in np.unique(labels)])
+    keep = np.concatenate(
+        [
+            rng.permutation(np.flatnonzero(labels == k))[: max(1, round(share * (labels == k).sum()))]
+            for k in np.unique(labels)
+        ]
+    )
     return test.iloc[np.sort(keep)]
 
 
 @torch.no_grad()
-def classifier_scores(model: SequenceClassifier, input_ids: Tensor, pool_mask: Tensor,
-                      chunk_size: int | None) -> Tensor:
+def classifier_scores(
+    model: SequenceClassifier, input_ids: Tensor, pool_mask: Tensor, chunk_size: int | None
+) -> Tensor:
     """The classifier's scores with the backbone run over the whole input (chunked if asked) and pooling over
     ``pool_mask`` only; RC conjoining reverse-complements the whole input and mirrors the mask.
 
     ``SequenceClassifier.forward`` cannot do this: its mask also marks what is padding, and its RC pass
     reverse-complements only the masked positions.
     """
+
     def scores(ids: Tensor, mask: Tensor) -> Tensor:
         hidden = embed(model.backbone, ids, chunk_size)
-        return model.score(model.backbone.pooled_features(hidden, mask, model.pooling))
+        return model.score(model.backbone.pooled_features(hidden, mask, model.pooling, model.segments))
 
     out = scores(input_ids, pool_mask)
     if model.rc_conjoin:
@@ -118,9 +102,16 @@ def _pool_mask(frame: pd.DataFrame, length: int, train_length: int, pooling: str
     return (positions >= first) & (positions < first + train_length)
 
 
-def _classifier_metrics(run_dir: Path, meta: dict[str, Any], test: pd.DataFrame, fasta: str | os.PathLike,
-                        length: int, overrides: dict[str, Any], config: ExtrapolationConfig,
-                        device: torch.device) -> dict[str, float]:
+def _classifier_metrics(
+    run_dir: Path,
+    meta: dict[str, Any],
+    test: pd.DataFrame,
+    fasta: str | os.PathLike,
+    length: int,
+    overrides: dict[str, Any],
+    config: ExtrapolationConfig,
+    device: torch.device,
+) -> dict[str, float]:
     model, _ = load_finetuned(run_dir, **overrides)
     model.to(device)
     batch = max(1, config.tokens_per_batch // length)
@@ -138,12 +129,24 @@ def _classifier_metrics(run_dir: Path, meta: dict[str, Any], test: pd.DataFrame,
     return compute_metrics(meta["task"], test["label"].to_numpy(), scores, meta["num_outputs"])
 
 
-def _variant_metrics(run_dir: Path, test: pd.DataFrame, fasta: str | os.PathLike, length: int,
-                     overrides: dict[str, Any], config: ExtrapolationConfig, device: torch.device) -> dict[str, float]:
+def _variant_metrics(
+    run_dir: Path,
+    test: pd.DataFrame,
+    fasta: str | os.PathLike,
+    length: int,
+    overrides: dict[str, Any],
+    config: ExtrapolationConfig,
+    device: torch.device,
+) -> dict[str, float]:
     probe, meta = load_probe(run_dir)
-    settings = VariantEffectConfig.from_dict({**meta["config"], "chunk_size": config.chunk_size,
-                                              "precision": config.precision,
-                                              "batch_size": max(1, config.tokens_per_batch // (4 * length))})
+    settings = VariantEffectConfig.from_dict(
+        {
+            **meta["config"],
+            "chunk_size": config.chunk_size,
+            "precision": config.precision,
+            "batch_size": max(1, config.tokens_per_batch // (4 * length)),
+        }
+    )
     backbone = load_pretrained(meta["backbone_dir"], **overrides).to(device).eval()
     features, llr = score_rows(backbone, resize_examples(test, fasta, length), settings, device)
     labels = test["label"].to_numpy()
@@ -187,12 +190,26 @@ def evaluate_extrapolation(
                 metrics = _classifier_metrics(run_dir, meta, test, genome_fasta, length, overrides, config, device)
             else:
                 metrics = _variant_metrics(run_dir, test, genome_fasta, length, overrides, config, device)
-            rows += [{**run_name, "arch": arch, "multiple": float(multiple), "length": length,
-                      "interpolation": interpolation, "metric": metric, "value": value, "n_examples": len(test)}
-                     for metric, value in metrics.items()]
+            rows += [
+                {
+                    **run_name,
+                    "arch": arch,
+                    "multiple": float(multiple),
+                    "length": length,
+                    "interpolation": interpolation,
+                    "metric": metric,
+                    "value": value,
+                    "n_examples": len(test),
+                }
+                for metric, value in metrics.items()
+            ]
             if progress:
-                print(f"{multiple}x ({length} bp, interpolation {interpolation}): {info.metric}"
-                      f" {metrics[info.metric]:.4f}", file=sys.stderr, flush=True)
+                print(
+                    f"{multiple}x ({length} bp, interpolation {interpolation}): {info.metric}"
+                    f" {metrics[info.metric]:.4f}",
+                    file=sys.stderr,
+                    flush=True,
+                )
     table = pd.DataFrame(rows, columns=COLUMNS)
     with atomic_path(out_csv, suffix=".csv") as tmp:
         table.to_csv(tmp, index=False)

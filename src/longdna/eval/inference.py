@@ -9,11 +9,13 @@ import torch
 from torch import Tensor
 
 from longdna import vocab
+from longdna.device import job_device
 from longdna.models import DNALanguageModel
 
 
 def inference_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The GPU when torch sees one, else the CPU; a job given GPUs that torch cannot see fails instead."""
+    return job_device()
 
 
 def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:

@@ -5,6 +5,7 @@ Definitions follow the conventions the benchmark papers report with:
 * ``accuracy``; ``mcc`` (Matthews correlation, multi-class form of Gorodkin 2004; 0 when undefined);
 * ``f1``: F1 of class 1 for binary tasks, macro F1 otherwise; ``f1_macro``: mean F1 over the classes
   present in labels or predictions;
+* ``recall_<k>`` for each class id k: the share of class k's examples predicted as k (NaN without any);
 * ``auroc``: area under the ROC curve (ties count one half), macro one-vs-rest for several classes;
 * ``auprc``: average precision, sum over thresholds of (R_n - R_{n-1}) P_n, macro for several classes;
 * ``pearson``, ``spearman`` (average ranks for ties), ``r2`` (coefficient of determination).
@@ -15,6 +16,7 @@ Multi-label tasks report the macro average over labels of ``auroc`` and ``auprc`
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -57,6 +59,12 @@ def f1(labels: np.ndarray, predictions: np.ndarray, num_classes: int | None = No
     if k == 2:
         return float(_f1_per_class(labels, predictions, 2)[1])
     return f1_macro(labels, predictions, k)
+
+
+def recall_per_class(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    c = confusion_matrix(labels, predictions, num_classes).astype(np.float64)
+    support = c.sum(1)
+    return np.divide(np.diag(c), support, out=np.full(num_classes, np.nan), where=support > 0)
 
 
 def rankdata(x: np.ndarray) -> np.ndarray:
@@ -146,6 +154,7 @@ def compute_metrics(task: str, labels: np.ndarray, scores: np.ndarray, num_outpu
             "f1_macro": f1_macro(labels, predictions, num_outputs),
             "auroc": auroc(labels, scores),
             "auprc": auprc(labels, scores),
+            **{f"recall_{k}": float(r) for k, r in enumerate(recall_per_class(labels, predictions, num_outputs))},
         }
     if task == "regression":
         targets = labels.astype(np.float64).reshape(len(labels), -1)
@@ -162,3 +171,13 @@ def compute_metrics(task: str, labels: np.ndarray, scores: np.ndarray, num_outpu
             "auprc": float(np.nanmean([binary_auprc(labels[:, j], scores[:, j]) for j in range(labels.shape[1])])),
         }
     raise ValueError(f"unknown task {task!r}")
+
+
+def point_predictions(task: str, outputs: np.ndarray) -> Any:
+    """What a human reads next to the labels, from (N, outputs) scores: class ids, 0/1 label vectors (a
+    probability above 0.5), or values."""
+    if task == "classification":
+        return outputs.argmax(1)
+    if task == "multilabel":
+        return list((outputs > 0.5).astype(np.int64))
+    return outputs[:, 0] if outputs.shape[1] == 1 else list(outputs)

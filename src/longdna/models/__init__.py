@@ -14,26 +14,33 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from safetensors.torch import load_model, save_model
+from longdna import __version__
+from longdna.io import atomic_path, read_json, sort_safetensors_metadata, write_json
+from longdna.models.catalog import ARCHITECTURES, presets
 
-from longdna import __version__, vocab
-from longdna.io import atomic_path, read_json, write_json
-from longdna.models.base import DNALanguageModel, config_from_dict, pool
-from longdna.models.heads import SequenceClassifier
+if TYPE_CHECKING:
+    import torch
 
-#: architecture name -> "module:class"; modules are imported on first use
-ARCHITECTURES: dict[str, str] = {
-    "hyenadna": "longdna.models.hyenadna:HyenaDNA",
-    "caduceus": "longdna.models.caduceus:Caduceus",
-    "mamba": "longdna.models.mamba:Mamba",
-    "hawk": "longdna.models.hawk:Hawk",
-    "transformer": "longdna.models.transformer:Transformer",
-}
+    from longdna.models.base import DNALanguageModel, pool
+    from longdna.models.heads import SequenceClassifier
 
 CHECKPOINT_FORMAT = 1
+
+#: served from their torch modules on first use (PEP 562): importing the package, and its torch-free tables
+#: (:mod:`longdna.models.catalog`), does not import torch
+_TORCH_NAMES = {
+    "DNALanguageModel": "longdna.models.base",
+    "pool": "longdna.models.base",
+    "SequenceClassifier": "longdna.models.heads",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _TORCH_NAMES:
+        return getattr(importlib.import_module(_TORCH_NAMES[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def model_class(arch: str) -> type[DNALanguageModel]:
@@ -41,11 +48,6 @@ def model_class(arch: str) -> type[DNALanguageModel]:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
     module, name = ARCHITECTURES[arch].split(":")
     return getattr(importlib.import_module(module), name)
-
-
-def presets(arch: str) -> dict[str, dict[str, Any]]:
-    """Named released-size configurations of an architecture."""
-    return dict(getattr(importlib.import_module(model_class(arch).__module__), "PRESETS", {}))
 
 
 def build_config(arch: str, preset: str | None = None, **overrides: Any) -> Any:
@@ -57,6 +59,8 @@ def build_config(arch: str, preset: str | None = None, **overrides: Any) -> Any:
             raise ValueError(f"{arch}: unknown preset {preset!r}; choose one of {sorted(known)}")
         values.update(known[preset])
     values.update(overrides)
+    from longdna.settings import config_from_dict  # here: longdna.settings imports this package's catalog
+
     return config_from_dict(model_class(arch).config_class, values, where=f"{arch} config")
 
 
@@ -67,9 +71,14 @@ def build_model(name: str, preset: str | None = None, **config: Any) -> DNALangu
 
 def save_pretrained(model: DNALanguageModel, directory: str | Path, **metadata: Any) -> None:
     """Write ``model.safetensors``, ``config.json`` and ``tokenizer.json`` into ``directory`` atomically."""
+    from safetensors.torch import save_model
+
+    from longdna import vocab
+
     directory = Path(directory)
     with atomic_path(directory / "model.safetensors", suffix=".safetensors") as tmp:
         save_model(model, str(tmp), metadata={"arch": model.arch, "format": str(CHECKPOINT_FORMAT)})
+        sort_safetensors_metadata(tmp)  # byte-identical files for identical models
     write_json(
         directory / "config.json",
         {
@@ -98,6 +107,8 @@ def load_pretrained(
 
     ``overrides`` change settings that do not affect the weights' shapes, e.g. dropout for fine-tuning.
     """
+    from safetensors.torch import load_model
+
     arch, config = read_checkpoint_config(directory)
     model = build_model(arch, **{**config, **overrides})
     load_model(model, str(Path(directory) / "model.safetensors"), strict=True, device=str(map_location))

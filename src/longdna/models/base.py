@@ -18,20 +18,12 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from longdna import vocab
+from longdna.models.catalog import POOLINGS, SEGMENTS
 
 
 def padded_vocab_size(vocab_size: int = vocab.VOCAB_SIZE, multiple: int = 8) -> int:
     """Rows of the embedding table: the vocabulary rounded up to ``multiple`` (12 -> 16 for multiple 8)."""
     return int(math.ceil(vocab_size / multiple) * multiple)
-
-
-def config_from_dict(config_class: type, values: dict[str, Any], *, where: str) -> Any:
-    """Instantiate a config dataclass, naming unknown keys and the valid ones instead of a bare TypeError."""
-    names = {f.name for f in dataclasses.fields(config_class)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ValueError(f"{where}: unknown config key(s) {unknown}; valid keys are {sorted(names)}")
-    return config_class(**values)
 
 
 def no_weight_decay(*params: nn.Parameter) -> None:
@@ -68,7 +60,7 @@ class DNALanguageModel(nn.Module):
 
     @property
     def feature_size(self) -> int:
-        """Width of :meth:`pooled_features`, what a sequence-level head consumes."""
+        """Width of :meth:`pooled_features` per pooled position (times ``segments`` for ``segments`` pooling)."""
         return self.hidden_size
 
     def embed(self, input_ids: Tensor) -> Tensor:  # pragma: no cover - abstract
@@ -82,9 +74,10 @@ class DNALanguageModel(nn.Module):
     def forward(self, input_ids: Tensor) -> Tensor:
         return self.lm_logits(self.embed(input_ids))
 
-    def pooled_features(self, hidden: Tensor, mask: Tensor | None, pooling: str) -> Tensor:
-        """Sequence features (B, feature_size) from hidden states; RC-equivariant models override this."""
-        return pool(hidden, mask, pooling)
+    def pooled_features(self, hidden: Tensor, mask: Tensor | None, pooling: str, segments: int = SEGMENTS) -> Tensor:
+        """Sequence features (B, pooled_width(feature_size, pooling, segments)) from hidden states (see
+        :func:`pool`); RC-equivariant models override this."""
+        return pool(hidden, mask, pooling, segments)
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         """Number of distinct parameters (tied and shared tensors counted once)."""
@@ -117,15 +110,15 @@ class DNALanguageModel(nn.Module):
         return dataclasses.asdict(self.config)
 
 
-POOLINGS = ("mean", "max", "last", "first")
-
-
-def pool(hidden: Tensor, mask: Tensor | None, pooling: str) -> Tensor:
-    """Pool (B, L, D) hidden states to (B, D) over real (mask True) positions.
+def pool(hidden: Tensor, mask: Tensor | None, pooling: str, segments: int = SEGMENTS) -> Tensor:
+    """Pool (B, L, D) hidden states over real (mask True) positions: (B, D), or (B, segments * D) for ``segments``.
 
     ``last`` takes the last real position, ``first`` the first one, ``mean`` averages real positions, ``max``
     takes each channel's maximum over real positions (a presence detector); with ``mask=None`` every position
-    is real.
+    is real. ``segments`` averages each of ``segments`` equal, consecutive parts of a row's real positions and
+    concatenates them in sequence order: unlike the others it keeps where along the sequence a feature occurs,
+    which position-aligned tasks (a TATA box 30 bp upstream of the TSS, a splice site in the centre) need --
+    mean or max pooling of a convolutional or recurrent backbone is blind to it.
     """
     batch, length, _ = hidden.shape
     if mask is None:
@@ -141,4 +134,29 @@ def pool(hidden: Tensor, mask: Tensor | None, pooling: str) -> Tensor:
         return hidden[rows, torch.where(mask, positions, -1).amax(1).clamp_min(0)]
     if pooling == "first":
         return hidden[rows, torch.where(mask, positions, length).amin(1).clamp_max(length - 1)]
+    if pooling == "segments":
+        weights = segment_weights(mask, segments).to(hidden.dtype)  # (B, L, K)
+        sums = torch.einsum("blk,bld->bkd", weights, hidden)
+        return (sums / weights.sum(1).clamp_min(1e-6).unsqueeze(-1)).flatten(1)
     raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
+
+
+def segment_weights(mask: Tensor, segments: int) -> Tensor:
+    """(B, L, segments) share of each position in each segment: a row's n real positions are laid on [0,
+    segments) (position p covers [p, p + 1) * segments / n) and each segment takes the overlap. A base
+    straddling a boundary is split between its two segments, so the layout is mirror-symmetric (reversing
+    the real positions reverses the segments), which keeps ``segments`` pooling exact under reverse
+    complementing."""
+    if segments < 1:
+        raise ValueError(f"segments must be >= 1, not {segments}")
+    real = mask.to(torch.float64)
+    start = (torch.cumsum(real, 1) - real) * segments / real.sum(1, keepdim=True).clamp_min(1.0)  # (B, L)
+    end = start + real * segments / real.sum(1, keepdim=True).clamp_min(1.0)
+    edges = torch.arange(segments, dtype=torch.float64, device=mask.device)
+    overlap = torch.minimum(end.unsqueeze(-1), edges + 1) - torch.maximum(start.unsqueeze(-1), edges)
+    return (overlap.clamp_min(0.0) * real.unsqueeze(-1)).float()
+
+
+def pooled_width(hidden_width: int, pooling: str, segments: int = SEGMENTS) -> int:
+    """Width of :func:`pool`'s output for hidden states of ``hidden_width`` channels."""
+    return hidden_width * segments if pooling == "segments" else hidden_width

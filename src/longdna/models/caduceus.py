@@ -11,8 +11,8 @@
   the LM head turns that into ``logits(RC(x))[t, v] = logits(x)[L-1-t, complement(v)]``.
 
 Both variants have the same parameters (PS applies each module to both strands); their counts match the
-published ones exactly (see :data:`PRESETS`). The building blocks (mixer, RMSNorm, residual block, chunked
-inference) are those of :mod:`longdna.models.mamba`.
+published ones exactly (see the presets in :mod:`longdna.models.catalog`). The building blocks (mixer,
+RMSNorm, residual block, chunked inference) are those of :mod:`longdna.models.mamba`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from longdna import vocab
-from longdna.models.base import pool
+from longdna.models.base import SEGMENTS, pool
 from longdna.models.mamba import Mamba, MambaConfig, MambaMixer
 
 BIDIRECTIONAL_STRATEGIES = ("add", "ew_multiply")
@@ -46,23 +46,6 @@ class CaduceusConfig(MambaConfig):
             )
         # the reverse direction, and the RC half of an RCPS model, both see downstream tokens
         self.causal = not (self.bidirectional or self.rcps)
-
-
-#: Released sizes (kuleshov-group/caduceus-{ph,ps}_seqlen-*). Parameters per layer, D = d_model, E = 2D, N = 16,
-#: R = ceil(D/16), K = 4: shared in_proj 2ED and out_proj ED, per direction conv E(K+1), x_proj E(R+2N),
-#: dt_proj (R+1)E, A_log EN and D E; RMSNorm D. Plus the 16 x D embedding (tied head) and the final norm D.
-#: PS shares every parameter between the strands, so PH and PS counts are equal:
-PRESETS: dict[str, dict[str, Any]] = {
-    # 470,702 (paper Table 1, 4 x 118, "470k")
-    "caduceus-ph-1k-d118": dict(d_model=118, n_layer=4),
-    "caduceus-ps-1k-d118": dict(d_model=118, n_layer=4, rcps=True),
-    # 1,934,592 (paper Table 2, 4 x 256, "1.9M")
-    "caduceus-ph-1k-d256": dict(d_model=256, n_layer=4),
-    "caduceus-ps-1k-d256": dict(d_model=256, n_layer=4, rcps=True),
-    # 7,725,312 (paper, 16 x 256, "7.73M")
-    "caduceus-ph-131k": dict(d_model=256, n_layer=16),
-    "caduceus-ps-131k": dict(d_model=256, n_layer=16, rcps=True),
-}
 
 
 def rc_flip(x: Tensor) -> Tensor:
@@ -89,11 +72,26 @@ class BiMamba(nn.Module):
 
     def forward(self, hidden: Tensor, chunk_size: int | None = None) -> Tensor:
         """(B, L, D) -> (B, L, D); ``chunk_size`` as in :meth:`MambaMixer.forward`."""
+        if chunk_size is None and self.mamba_rev is not None and self.mamba_rev.in_proj is self.mamba_fwd.in_proj:
+            return self._tied(hidden)
         out = self.mamba_fwd(hidden, chunk_size)
         if self.mamba_rev is None:
             return out
         out_rev = self.mamba_rev(hidden.flip(1), chunk_size).flip(1)
         return out + out_rev if self.strategy == "add" else out * out_rev
+
+    def _tied(self, hidden: Tensor) -> Tensor:
+        """:meth:`forward` with shared projections, each applied once: in_proj of the flipped sequence is the
+        flipped in_proj, and with ``add`` the two out_proj (a linear map) of the outputs are one of their sum.
+        (Chunked inference keeps the per-direction path: it projects one piece at a time.)"""
+        xz = self.mamba_fwd.in_proj(hidden)
+        y = self.mamba_fwd.inner(xz)[0]
+        y_rev = self.mamba_rev.inner(xz, reverse=True)[0]
+        out_proj = self.mamba_fwd.out_proj
+        if self.strategy != "add":
+            return out_proj(y) * out_proj(y_rev)
+        out = out_proj(y + y_rev)
+        return out if out_proj.bias is None else out + out_proj.bias  # each direction adds the bias
 
 
 class RCPS(nn.Module):
@@ -114,7 +112,7 @@ class RCPS(nn.Module):
 
 
 #: pooling a position on the forward strand = pooling its mirror on the RC strand
-_MIRRORED_POOLING = {"mean": "mean", "max": "max", "last": "first", "first": "last"}
+_MIRRORED_POOLING = {"mean": "mean", "max": "max", "last": "first", "first": "last", "segments": "segments"}
 
 
 class Caduceus(Mamba):
@@ -162,13 +160,17 @@ class Caduceus(Mamba):
         fwd, rc = hidden.to(weight.dtype).chunk(2, dim=-1)
         return fwd @ weight.t() + rc.flip(-1) @ weight[self._complement(weight.device)].t()
 
-    def pooled_features(self, hidden: Tensor, mask: Tensor | None, pooling: str) -> Tensor:
+    def pooled_features(self, hidden: Tensor, mask: Tensor | None, pooling: str, segments: int = SEGMENTS) -> Tensor:
         """PS: the average of the forward half pooled and the channel-reversed RC half pooled at the mirrored
         position: ``last`` reads the RC half at the first real position (the RC strand's last), ``first`` at
-        the last one. RC of the input swaps the two terms, so the features (B, d_model) are RC-invariant
-        (exactly for unpadded inputs; with padding the pad tokens the bidirectional model sees break it)."""
+        the last one, and ``segments`` are taken in reverse order. RC of the input swaps the two terms, so the
+        features are RC-invariant (exactly for unpadded inputs; with padding the pad tokens the bidirectional
+        model sees break it)."""
         if not self.config.rcps:
-            return pool(hidden, mask, pooling)
+            return pool(hidden, mask, pooling, segments)
         fwd, rc = hidden.chunk(2, dim=-1)
-        fwd_features = pool(fwd, mask, pooling)  # validates ``pooling``
-        return (fwd_features + pool(rc.flip(-1), mask, _MIRRORED_POOLING[pooling])) / 2
+        fwd_features = pool(fwd, mask, pooling, segments)  # validates ``pooling``
+        rc_features = pool(rc.flip(-1), mask, _MIRRORED_POOLING[pooling], segments)
+        if pooling == "segments":
+            rc_features = rc_features.unflatten(1, (segments, -1)).flip(1).flatten(1)
+        return (fwd_features + rc_features) / 2

@@ -61,6 +61,7 @@ from torch import Tensor, nn
 
 from longdna import vocab
 from longdna.models.base import DNALanguageModel, no_weight_decay, padded_vocab_size
+from longdna.models.kernels import BACKENDS, choose_backend, kernels
 from longdna.models.layers import RMSNorm
 from longdna.models.scan import linear_scan, linear_scan_reference
 
@@ -86,7 +87,8 @@ class HawkConfig:
     bidirectional: bool = False
     bidirectional_combine: str = "add"  # "add" or "concat" (see the module docstring)
     initializer_range: float | None = None  # embedding std; None -> 1 / sqrt(d_model) as in Griffin
-    scan_chunk_size: int = 128  # steps per parallel chunk of the fast scan
+    scan_chunk_size: int = 128  # steps per parallel chunk of the "torch" scan backend on a GPU
+    scan_backend: str = "auto"  # see longdna.models.kernels: "auto", "torch", "numba", "triton"
     pad_vocab_size_multiple: int = 8
     causal: bool = field(default=True, init=False)
 
@@ -103,16 +105,9 @@ class HawkConfig:
             raise ValueError(f"hawk: need 0 < a_min < a_max < 1, got a_min={self.a_min}, a_max={self.a_max}")
         if self.conv1d_temporal_width < 1:
             raise ValueError(f"hawk: conv1d_temporal_width must be >= 1, not {self.conv1d_temporal_width}")
+        if self.scan_backend not in BACKENDS or self.scan_backend == "mamba_ssm":
+            raise ValueError(f"hawk: scan_backend must be one of {BACKENDS[:-1]}, not {self.scan_backend!r}")
         self.causal = not self.bidirectional
-
-
-#: Both bidirectional (masked LM), the study's configuration. hawk-50m: 49,748,544 parameters at the budget of
-#: the 50M Transformer baseline and its depth (12 layers); hawk-7m: 7,011,424 parameters, size-matched with
-#: transformer-7m for speed comparisons. Gate blocks are 64 and 32 channels wide.
-PRESETS: dict[str, dict[str, Any]] = {
-    "hawk-50m": dict(d_model=576, n_layer=12, num_heads=9, bidirectional=True),
-    "hawk-7m": dict(d_model=224, n_layer=11, num_heads=7, bidirectional=True),
-}
 
 
 # -- layers -----------------------------------------------------------------------------------------------
@@ -171,12 +166,15 @@ class CausalConv1d(nn.Module):
     """Depthwise causal convolution over time that carries the last ``kernel_size - 1`` inputs as state.
 
     Written as a sum of ``kernel_size`` shifted products: for a handful of taps this is as fast as a
-    convolution kernel on GPU and avoids the CPU depthwise-conv path, which is slow for short inputs.
+    convolution kernel on GPU and avoids the CPU depthwise-conv path, which is slow for short inputs. With the
+    numba backend (the CPU default) a fused kernel does the same in one pass.
     """
 
-    def __init__(self, channels: int, kernel_size: int) -> None:
+    def __init__(self, channels: int, kernel_size: int, backend: str = "auto") -> None:
         super().__init__()
         self.context = kernel_size - 1
+        self.backend = backend
+        self.use_reference = False
         self.weight = nn.Parameter(torch.empty(kernel_size, channels))  # tap k multiplies x[t - context + k]
         self.bias = nn.Parameter(torch.zeros(channels))
         # the reference's small init (variance 0.01 / kernel_size) starts the conv close to a zero map
@@ -187,6 +185,13 @@ class CausalConv1d(nn.Module):
 
         Returns y (B, T, C) and the state for the next chunk.
         """
+        fused = (
+            not self.use_reference
+            and x.dtype in (torch.float32, torch.float64)
+            and choose_backend(self.backend, x.device, selective=False, initial_state=state is not None) == "numba"
+        )
+        if fused:
+            return kernels("numba").causal_conv1d(x, self.weight, self.bias, state)
         if state is None:
             state = x.new_zeros(x.shape[0], self.context, x.shape[2])
         padded = torch.cat([state.to(x.dtype), x], dim=1)  # (B, context + T, C)
@@ -202,7 +207,7 @@ class RGLRU(nn.Module):
         super().__init__()
         width = config.lru_width
         self.c = config.c
-        self.scan_chunk_size = config.scan_chunk_size
+        self.scan_chunk_size, self.scan_backend = config.scan_chunk_size, config.scan_backend
         self.input_gate = BlockDiagonalLinear(width, config.num_heads)
         self.a_gate = BlockDiagonalLinear(width, config.num_heads)
         self.a_param = nn.Parameter(torch.empty(width))  # Lambda
@@ -218,15 +223,29 @@ class RGLRU(nn.Module):
         dtype = torch.promote_types(x.dtype, torch.float32)
         with torch.autocast(device_type=x.device.type, enabled=False):
             xf = x.to(dtype)
+            rate = F.softplus(self.a_param.to(dtype))  # log a_t = -c * gate_a * rate
+            backend = (
+                "reference"
+                if self.use_reference
+                else choose_backend(self.scan_backend, x.device, selective=False, initial_state=h0 is not None)
+            )
+            if backend == "numba":  # gates, decay and scan in one kernel
+                h, last = kernels("numba").rg_lru(
+                    xf, self.input_gate(xf), self.a_gate(xf), -self.c * rate, h0, MAX_SQRT_GRADIENT
+                )
+                return h.to(x.dtype), last
             gate_x = torch.sigmoid(self.input_gate(xf))
             gate_a = torch.sigmoid(self.a_gate(xf))
-            log_a = -self.c * gate_a * F.softplus(self.a_param.to(dtype))
+            log_a = -self.c * gate_a * rate
             normaliser = sqrt_bounded_gradient(-torch.expm1(2 * log_a))  # sqrt(1 - a_t^2)
             b = normaliser * gate_x * xf
-            if self.use_reference:
-                h, last = linear_scan_reference(log_a.exp(), b, h0)
+            a = log_a.exp()
+            if backend == "reference":
+                h, last = linear_scan_reference(a, b, h0)
+            elif backend == "torch":
+                h, last = linear_scan(a, b, h0, chunk_size=self.scan_chunk_size)
             else:
-                h, last = linear_scan(log_a.exp(), b, h0, chunk_size=self.scan_chunk_size)
+                h, last = kernels(backend).linear_scan(a, b, h0)
         return h.to(x.dtype), last
 
 
@@ -240,7 +259,7 @@ class Recurrence(nn.Module):
 
     def __init__(self, config: HawkConfig) -> None:
         super().__init__()
-        self.conv_1d = CausalConv1d(config.lru_width, config.conv1d_temporal_width)
+        self.conv_1d = CausalConv1d(config.lru_width, config.conv1d_temporal_width, config.scan_backend)
         self.rg_lru = RGLRU(config)
 
     def forward(self, x: Tensor, state: LRUState | None = None) -> tuple[Tensor, LRUState]:

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from longdna import vocab
-from longdna.models.base import POOLINGS, DNALanguageModel
+from longdna.models.base import POOLINGS, SEGMENTS, DNALanguageModel, pooled_width
 
 
 def reverse_complement_padded(input_ids: Tensor, mask: Tensor) -> Tensor:
@@ -25,7 +25,7 @@ def reverse_complement_padded(input_ids: Tensor, mask: Tensor) -> Tensor:
 
 
 class SequenceClassifier(nn.Module):
-    """Backbone -> pooling (``mean``, ``max``, ``last`` or ``first``) -> dropout -> linear scores.
+    """Backbone -> pooling (``mean``, ``max``, ``last``, ``first`` or ``segments``) -> dropout -> linear scores.
 
     ``num_outputs`` is the number of classes (or 1 for regression, k for k-label tasks). With
     ``freeze_backbone`` only the linear head trains (a linear probe). With ``rc_conjoin`` the scores are
@@ -41,16 +41,18 @@ class SequenceClassifier(nn.Module):
         dropout: float = 0.0,
         freeze_backbone: bool = False,
         rc_conjoin: bool = False,
+        segments: int = SEGMENTS,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
         self.backbone = backbone
         self.pooling = pooling
+        self.segments = segments
         self.rc_conjoin = rc_conjoin
         self.freeze_backbone = freeze_backbone
         self.dropout = nn.Dropout(dropout)
-        self.score = nn.Linear(backbone.feature_size, num_outputs)
+        self.score = nn.Linear(self.feature_size, num_outputs)
         if freeze_backbone:
             backbone.requires_grad_(False)
 
@@ -60,9 +62,14 @@ class SequenceClassifier(nn.Module):
             self.backbone.eval()  # a frozen backbone keeps inference behaviour (no dropout)
         return self
 
+    @property
+    def feature_size(self) -> int:
+        """Width of :meth:`features`, what the linear head reads."""
+        return pooled_width(self.backbone.feature_size, self.pooling, self.segments)
+
     def features(self, input_ids: Tensor, mask: Tensor | None = None) -> Tensor:
         hidden = self.backbone.embed(input_ids)
-        return self.backbone.pooled_features(hidden, mask, self.pooling)
+        return self.backbone.pooled_features(hidden, mask, self.pooling, self.segments)
 
     def strand_features(self, input_ids: Tensor, mask: Tensor | None = None) -> Tensor:
         """(views, B, feature_size): the sequence's features, and with ``rc_conjoin`` its reverse complement's;

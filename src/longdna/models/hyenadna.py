@@ -1,7 +1,8 @@
 """HyenaDNA: a causal stack of pre-norm [Hyena operator + MLP] blocks, faithful to the released checkpoints.
 
 Parameter names follow the released layout (``backbone.layers.{i}.mixer.filter_fn.implicit_filter...``), so
-:func:`load_released` maps a ``LongSafari/hyenadna-*`` checkpoint onto this module without renaming.
+:func:`longdna.models.released.load_released` maps a ``LongSafari/hyenadna-*`` checkpoint onto this module
+without renaming.
 
 Differences from the public reference code, all of which leave outputs unchanged for ``L <= l_max``:
 
@@ -14,19 +15,15 @@ Differences from the public reference code, all of which leave outputs unchanged
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from longdna import vocab
-from longdna.models.base import DNALanguageModel, config_from_dict, no_weight_decay, padded_vocab_size
+from longdna.models.base import DNALanguageModel, no_weight_decay, padded_vocab_size
 
 
 @dataclass
@@ -62,18 +59,6 @@ class HyenaDNAConfig:
             raise ValueError(f"hyenadna: emb_dim must be odd and >= 3, not {self.emb_dim}")
         if self.order < 2:
             raise ValueError(f"hyenadna: order must be >= 2, not {self.order}")
-
-
-#: released checkpoint sizes (LongSafari/hyenadna-*); l_max is the released max_seq_len
-PRESETS: dict[str, dict[str, Any]] = {
-    "tiny-1k": dict(d_model=128, n_layer=2, d_inner=512, l_max=1026),
-    "tiny-1k-d256": dict(d_model=256, n_layer=2, d_inner=1024, l_max=1026),
-    "tiny-16k": dict(d_model=128, n_layer=2, d_inner=512, l_max=16386),
-    "small-32k": dict(d_model=256, n_layer=4, d_inner=1024, l_max=32770),
-    "medium-160k": dict(d_model=256, n_layer=8, d_inner=1024, l_max=160002),
-    "medium-450k": dict(d_model=256, n_layer=8, d_inner=1024, l_max=450002),
-    "large-1m": dict(d_model=256, n_layer=8, d_inner=1024, l_max=1000002),
-}
 
 
 # -- long convolution: fast path and reference ---------------------------------------------------------------
@@ -259,7 +244,9 @@ class Embeddings(nn.Module):
 class HyenaBackbone(nn.Module):
     def __init__(self, config: HyenaDNAConfig) -> None:
         super().__init__()
-        self.embeddings = Embeddings(padded_vocab_size(vocab.VOCAB_SIZE, config.pad_vocab_size_multiple), config.d_model)
+        self.embeddings = Embeddings(
+            padded_vocab_size(vocab.VOCAB_SIZE, config.pad_vocab_size_multiple), config.d_model
+        )
         self.layers = nn.ModuleList([HyenaBlock(config, first=i == 0) for i in range(config.n_layer)])
         self.drop_f = nn.Dropout(config.resid_dropout)
         self.ln_f = nn.LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
@@ -301,118 +288,3 @@ class HyenaDNA(DNALanguageModel):
             hidden, residual = self.run_block(block, hidden, residual)
         residual = self.backbone.drop_f(hidden) + residual
         return self.backbone.ln_f(residual.to(self.backbone.ln_f.weight.dtype))
-
-
-# -- released checkpoints -------------------------------------------------------------------------------------
-def released_config(raw: dict[str, Any]) -> HyenaDNAConfig:
-    """Our config from a released ``config.json`` (original Lightning layout or the ``-hf`` port)."""
-    if "layer" in raw:  # original: HyenaDNAModel kwargs with a nested Hyena layer dict
-        layer = raw["layer"]
-        values = dict(
-            d_model=raw["d_model"],
-            n_layer=raw["n_layer"],
-            d_inner=raw.get("d_inner"),
-            l_max=layer["l_max"],
-            order=layer.get("order", 2),
-            filter_order=layer.get("filter_order", 64),
-            emb_dim=layer.get("emb_dim", 3),
-            short_filter_order=layer.get("short_filter_order", 3),
-            num_inner_mlps=layer.get("num_inner_mlps", 2),
-            activation_freq=layer.get("w", 1),
-            modulate=layer.get("modulate", True),
-            embed_dropout=raw.get("embed_dropout", 0.1),
-            resid_dropout=raw.get("resid_dropout", 0.0),
-            layer_norm_epsilon=raw.get("layer_norm_epsilon", 1e-5),
-            residual_in_fp32=raw.get("residual_in_fp32", False),
-            pad_vocab_size_multiple=raw.get("pad_vocab_size_multiple", 1),
-        )
-    else:  # -hf port (HyenaConfig)
-        values = dict(
-            d_model=raw["d_model"],
-            n_layer=raw["n_layer"],
-            d_inner=raw.get("d_inner"),
-            l_max=raw["max_seq_len"],
-            order=raw.get("hyena_order", 2),
-            filter_order=raw.get("filter_order", 64),
-            emb_dim=raw.get("emb_dim", 3),
-            short_filter_order=raw.get("short_filter_order", 3),
-            num_inner_mlps=raw.get("num_inner_mlps", 2),
-            activation_freq=raw.get("activation_freq", 10),
-            embed_dropout=raw.get("embed_dropout", 0.1),
-            hyena_dropout=raw.get("hyena_dropout", 0.0),
-            layer_norm_epsilon=raw.get("layer_norm_epsilon", 1e-5),
-            pad_vocab_size_multiple=raw.get("pad_vocab_size_multiple", 8),
-        )
-    if raw.get("vocab_size", vocab.VOCAB_SIZE) != vocab.VOCAB_SIZE:
-        raise ValueError(f"released config has vocab_size {raw['vocab_size']}, expected {vocab.VOCAB_SIZE}")
-    return config_from_dict(HyenaDNAConfig, values, where="released HyenaDNA config")
-
-
-_PREFIX = re.compile(r"^.*?(?=backbone\.)")
-_CHECKPOINT_WRAPPER = re.compile(r"\.(mixer|mlp)\.layer\.")
-
-
-def _read_state_dict(path: Path) -> dict[str, Tensor]:
-    for name in ("model.safetensors", "weights.ckpt", "pytorch_model.bin"):
-        file = path / name
-        if not file.exists():
-            continue
-        if name.endswith(".safetensors"):
-            from safetensors.torch import load_file
-
-            return load_file(file)
-        loaded = torch.load(file, map_location="cpu", weights_only=False)
-        return loaded.get("state_dict", loaded)
-    raise FileNotFoundError(f"{path}: no model.safetensors, weights.ckpt or pytorch_model.bin")
-
-
-def load_released(path: str | Path) -> HyenaDNA:
-    """Load a released HyenaDNA checkpoint directory (``config.json`` plus weights) in eval mode.
-
-    Accepts the original Lightning ``weights.ckpt`` (keys prefixed ``model.``, with ``.layer`` inserted when
-    the run used gradient checkpointing) and the ``-hf`` ports (``hyena.`` prefix, shared filter frequency
-    stored once). Stored positional tables are checked against the closed form, then dropped.
-    """
-    path = Path(path)
-    config_file = path / "config.json"
-    if not config_file.exists():
-        raise FileNotFoundError(f"{config_file}: missing; a released checkpoint directory holds config.json")
-    config = released_config(json.loads(config_file.read_text()))
-    model = HyenaDNA(config)
-    expected = model.state_dict()
-    loaded: dict[str, Tensor] = {}
-    for key, value in _read_state_dict(path).items():
-        if "backbone." not in key:
-            continue  # LM / classification heads: ours is tied to the embedding
-        key = _CHECKPOINT_WRAPPER.sub(r".\1.", _PREFIX.sub("", key, count=1))
-        if key.endswith(("pos_emb.z", "pos_emb.t")):
-            _check_positional_table(key, value, config)
-            continue
-        if key not in expected:
-            raise KeyError(f"{path}: checkpoint tensor {key!r} has no counterpart in HyenaDNA")
-        if tuple(value.shape) != tuple(expected[key].shape):
-            raise ValueError(f"{path}: {key} has shape {tuple(value.shape)}, expected {tuple(expected[key].shape)}")
-        loaded[key] = value
-    missing = [k for k in expected if k not in loaded and not k.endswith(".freq")]
-    if missing:
-        raise KeyError(f"{path}: checkpoint lacks {missing[:5]}{' ...' if len(missing) > 5 else ''}")
-    for key in expected:
-        if key.endswith(".freq") and key not in loaded:  # one shared Sin per filter: any stored copy serves
-            prefix = key.rsplit(".implicit_filter.", 1)[0]
-            stored = [v for k, v in loaded.items() if k.startswith(prefix) and k.endswith(".freq")]
-            if not stored:
-                raise KeyError(f"{path}: checkpoint lacks {key}")
-            loaded[key] = stored[0]
-    model.load_state_dict(loaded, strict=True)
-    return model.eval()
-
-
-def _check_positional_table(key: str, value: Tensor, config: HyenaDNAConfig) -> None:
-    value = value.reshape(value.shape[-2], value.shape[-1]).float()
-    z, t = positional_features(value.shape[0], config.l_max, config.emb_dim, torch.device("cpu"))
-    reference = z if key.endswith(".z") else t
-    if value.shape != reference.shape or not torch.allclose(value, reference, atol=1e-5, rtol=1e-4):
-        raise ValueError(
-            f"{key}: stored positional table differs from the closed form (trained positional embeddings are"
-            " not supported)"
-        )

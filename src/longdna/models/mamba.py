@@ -4,13 +4,14 @@ Layout, parameter names and initialisation follow state-spaces/mamba (``MixerMod
 RMSNorm and no MLP): ``backbone.embedding``, ``backbone.layers.{i}.norm``, ``backbone.layers.{i}.mixer.in_proj``
 ..., ``backbone.norm_f``; the LM head is tied to the embedding.
 
-The selective scan has three implementations with one contract (:func:`selective_scan_reference`):
+The selective scan (with Mamba's output gate ``* SiLU(z)``) has one contract,
+:func:`selective_scan_reference`, the sequential loop of the definition (``reference_path()``), and
+:func:`selective_scan` runs it with the mixer's ``scan_backend`` (:mod:`longdna.models.kernels`):
 
-* :func:`selective_scan_reference`, the sequential loop of the definition (``reference_path()``);
-* :func:`selective_scan`, which discretises and scans ``scan_chunk_size`` positions at a time with
-  :func:`longdna.models.scan.linear_scan`, so the largest intermediate is a (B, chunk, E, N) state tensor;
-* mamba_ssm's fused CUDA kernel, used by :func:`selective_scan` when the package is installed, the tensors are
-  on a GPU and no initial state is given (the kernel cannot start from one).
+* ``"torch"``: :func:`selective_scan_chunked`, which discretises and scans ``scan_chunk_size`` positions at a
+  time with :func:`longdna.models.scan.linear_scan`, so the largest intermediate is a (B, chunk, E, N) tensor;
+* ``"numba"`` / ``"triton"``: fused CPU / GPU kernels that never form a state-sized tensor per position;
+* ``"mamba_ssm"``: state-spaces/mamba's CUDA kernel, where installed (it cannot start from a state).
 
 Every mixer takes and returns its recurrent state (the last ``d_conv - 1`` convolution inputs and the SSM
 state), which is what :meth:`Mamba.embed_chunked` uses to run arbitrarily long inputs in bounded scan memory.
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -28,13 +29,9 @@ from torch import Tensor, nn
 
 from longdna import vocab
 from longdna.models.base import DNALanguageModel, no_weight_decay, padded_vocab_size
+from longdna.models.kernels import BACKENDS, choose_backend, kernels
 from longdna.models.layers import RMSNorm
 from longdna.models.scan import linear_scan
-
-try:  # optional fused kernel (state-spaces/mamba, CUDA only); everything works without it
-    from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
-except ImportError:
-    selective_scan_fn = None
 
 
 @dataclass
@@ -54,7 +51,8 @@ class MambaConfig:
     residual_in_fp32: bool = True
     pad_vocab_size_multiple: int = 8
     initializer_range: float = 0.02
-    scan_chunk_size: int = 128  # positions discretised and scanned at once by the fast path
+    scan_chunk_size: int = 128  # positions discretised and scanned at once by the "torch" scan backend
+    scan_backend: str = "auto"  # see longdna.models.kernels: "auto", "torch", "numba", "triton", "mamba_ssm"
     causal: bool = field(default=True, init=False)
 
     def __post_init__(self) -> None:
@@ -67,35 +65,31 @@ class MambaConfig:
                 raise ValueError(f"mamba: {name} must be >= 1, not {getattr(self, name)}")
         if not 0 < self.dt_min <= self.dt_max:
             raise ValueError(f"mamba: need 0 < dt_min <= dt_max, got {self.dt_min}, {self.dt_max}")
+        if self.scan_backend not in BACKENDS:
+            raise ValueError(f"mamba: scan_backend must be one of {BACKENDS}, not {self.scan_backend!r}")
 
     @property
     def d_inner(self) -> int:
         return self.expand * self.d_model
 
 
-#: Parameters per layer with D = d_model, E = 2D, N = 16, R = ceil(D/16), K = 4:
-#: in_proj 2ED + conv E(K+1) + x_proj E(R+2N) + dt_proj (R+1)E + A_log EN + D E + out_proj ED + norm D;
-#: plus the 16 x D embedding (tied head) and the final norm D.
-PRESETS: dict[str, dict[str, Any]] = {
-    # 468,608: the "Mamba 468k" baseline of the Caduceus paper (GenomicBenchmarks, Table 1)
-    "mamba-1k-d128": dict(d_model=128, n_layer=4),
-    # 7,012,608: Caduceus-131k's shape (16 x 256) with one direction
-    "mamba-d256-l16": dict(d_model=256, n_layer=16),
-    # 7,888,640: the depth at width 256 closest to Caduceus-131k's 7,725,312 parameters
-    "mamba-d256-l18": dict(d_model=256, n_layer=18),
-}
-
-
 # -- selective scan ------------------------------------------------------------------------------------------
 def selective_scan_reference(
-    x: Tensor, dt: Tensor, a: Tensor, b: Tensor, c: Tensor, d: Tensor, h0: Tensor | None = None
+    x: Tensor,
+    dt: Tensor,
+    a: Tensor,
+    b: Tensor,
+    c: Tensor,
+    d: Tensor,
+    h0: Tensor | None = None,
+    z: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The selective SSM by its definition, one position at a time.
 
     h_t = exp(dt_t A) * h_{t-1} + dt_t B_t x_t  (zero-order hold for A, Euler step for B)
-    y_t = <h_t, C_t> + D x_t
+    y_t = <h_t, C_t> + D x_t, times SiLU(z_t) when z is given
 
-    x, dt: (B, L, E); a: (E, N), negative; b, c: (B, L, N); d: (E,); h0: (B, E, N) or None for zeros.
+    x, dt, z: (B, L, E); a: (E, N), negative; b, c: (B, L, N); d: (E,); h0: (B, E, N) or None for zeros.
     Returns y (B, L, E) and the last state h_{L-1} (B, E, N).
     """
     h = x.new_zeros(x.shape[0], x.shape[2], a.shape[1]) if h0 is None else h0
@@ -104,19 +98,55 @@ def selective_scan_reference(
         step = dt[:, t, :, None]  # (B, E, 1)
         h = torch.exp(step * a) * h + step * b[:, t, None, :] * x[:, t, :, None]
         ys.append(torch.einsum("ben,bn->be", h, c[:, t]))
-    return torch.stack(ys, dim=1) + x * d, h
+    y = torch.stack(ys, dim=1) + x * d
+    return (y if z is None else y * F.silu(z)), h
 
 
 def selective_scan(
-    x: Tensor, dt: Tensor, a: Tensor, b: Tensor, c: Tensor, d: Tensor, h0: Tensor | None = None, chunk_size: int = 128
+    x: Tensor,
+    dt: Tensor,
+    a: Tensor,
+    b: Tensor,
+    c: Tensor,
+    d: Tensor,
+    h0: Tensor | None = None,
+    z: Tensor | None = None,
+    dt_bias: Tensor | None = None,
+    chunk_size: int = 128,
+    backend: str = "auto",
 ) -> tuple[Tensor, Tensor]:
-    """:func:`selective_scan_reference` in chunks of ``chunk_size`` positions scanned in parallel.
+    """:func:`selective_scan_reference` by ``backend`` (see :mod:`longdna.models.kernels`) with the step
+    softplus(dt + dt_bias) when ``dt_bias`` (E,) is given (fused where the kernel can: mamba_ssm's delta_bias);
+    ``chunk_size`` is the "torch" backend's."""
+    backend = choose_backend(backend, x.device, selective=True, initial_state=h0 is not None)
+    if backend == "numba":
+        return kernels("numba").selective_scan(x, dt, a, b, c, d, h0, z, dt_bias)
+    if backend == "mamba_ssm":
+        return _mamba_ssm_selective_scan(x, dt, a, b, c, d, z, dt_bias)
+    if dt_bias is not None:
+        dt = F.softplus(dt + dt_bias)
+    if backend == "triton":
+        return kernels("triton").selective_scan(x, dt, a, b, c, d, h0, z)
+    return selective_scan_chunked(x, dt, a, b, c, d, h0, z, chunk_size)
+
+
+def selective_scan_chunked(
+    x: Tensor,
+    dt: Tensor,
+    a: Tensor,
+    b: Tensor,
+    c: Tensor,
+    d: Tensor,
+    h0: Tensor | None = None,
+    z: Tensor | None = None,
+    chunk_size: int = 128,
+) -> tuple[Tensor, Tensor]:
+    """:func:`selective_scan_reference` in chunks of ``chunk_size`` positions, each scanned by
+    :func:`longdna.models.scan.linear_scan`.
 
     Discretising per chunk keeps the (B, chunk, E, N) decay/input tensors the only state-sized intermediates,
     instead of (B, L, E, N) for the whole sequence.
     """
-    if selective_scan_fn is not None and x.is_cuda and h0 is None:
-        return _fused_selective_scan(x, dt, a, b, c, d)
     h = x.new_zeros(x.shape[0], x.shape[2], a.shape[1]) if h0 is None else h0
     ys = []
     for start in range(0, x.shape[1], chunk_size):
@@ -126,18 +156,22 @@ def selective_scan(
         drive = step * b[:, piece, None, :] * x[:, piece, :, None]  # (B, c, E, N)
         states, h = linear_scan(decay, drive, h, chunk_size)
         ys.append(torch.einsum("bten,btn->bte", states, c[:, piece]))
-    return torch.cat(ys, dim=1) + x * d, h
+    y = torch.cat(ys, dim=1) + x * d
+    return (y if z is None else y * F.silu(z)), h
 
 
-def _fused_selective_scan(x: Tensor, dt: Tensor, a: Tensor, b: Tensor, c: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
+def _mamba_ssm_selective_scan(
+    x: Tensor, dt: Tensor, a: Tensor, b: Tensor, c: Tensor, d: Tensor, z: Tensor | None, dt_bias: Tensor | None
+) -> tuple[Tensor, Tensor]:
     """mamba_ssm's kernel on our layout: it wants channels before time, (B, E, L) and (B, N, L)."""
-    y, h = selective_scan_fn(
-        x.transpose(1, 2).contiguous(),
-        dt.transpose(1, 2).contiguous(),
+    y, h = kernels("mamba_ssm").selective_scan_fn(
+        *(t.transpose(1, 2).contiguous() for t in (x, dt)),
         a,
-        b.transpose(1, 2).contiguous(),
-        c.transpose(1, 2).contiguous(),
+        *(t.transpose(1, 2).contiguous() for t in (b, c)),
         d,
+        z=None if z is None else z.transpose(1, 2).contiguous(),
+        delta_bias=dt_bias,
+        delta_softplus=dt_bias is not None,
         return_last_state=True,
     )
     return y.transpose(1, 2), h
@@ -160,7 +194,8 @@ class MambaMixer(nn.Module):
     def __init__(self, config: MambaConfig) -> None:
         super().__init__()
         d, e, n, r = config.d_model, config.d_inner, config.d_state, config.dt_rank
-        self.d_state, self.dt_rank, self.scan_chunk_size = n, r, config.scan_chunk_size
+        self.d_state, self.dt_rank = n, r
+        self.scan_chunk_size, self.scan_backend = config.scan_chunk_size, config.scan_backend
         self.in_proj = nn.Linear(d, 2 * e, bias=config.bias)
         # no padding: the left context comes from the carried state (zeros at the sequence start)
         self.conv1d = nn.Conv1d(e, e, config.d_conv, groups=e, bias=config.conv_bias)
@@ -208,26 +243,53 @@ class MambaMixer(nn.Module):
 
         hidden: (B, l, D) -> output (B, l, D) and the state after the last of these positions.
         """
-        x, z = self.in_proj(hidden).chunk(2, dim=-1)  # (B, l, E) each
-        x, conv_state = self._causal_conv(x, None if state is None else state.conv)
-        x = F.silu(x)
+        y, state = self.inner(self.in_proj(hidden), state)
+        return self.out_proj(y), state
+
+    def inner(self, xz: Tensor, state: MambaState | None = None, reverse: bool = False) -> tuple[Tensor, MambaState]:
+        """The mixer between its projections: in_proj's output (B, l, 2E) -> out_proj's input (B, l, E), and the
+        state after the last position. ``reverse``: mix the flipped positions and flip the result back (the
+        numba kernels run right to left instead of copying)."""
+        backend = (
+            "reference"
+            if self.use_reference
+            else choose_backend(self.scan_backend, xz.device, selective=True, initial_state=state is not None)
+        )
+        if reverse and backend != "numba":
+            y, state = self._inner(xz.flip(1), state, backend, reverse=False)
+            return y.flip(1), state
+        return self._inner(xz, state, backend, reverse)
+
+    def _inner(self, xz: Tensor, state: MambaState | None, backend: str, reverse: bool) -> tuple[Tensor, MambaState]:
+        x, z = xz.chunk(2, dim=-1)  # (B, l, E) each
+        history = None if state is None else state.conv
+        if backend == "numba" and x.dtype in (torch.float32, torch.float64):  # convolution and SiLU fused
+            x, conv_state = kernels("numba").causal_conv1d(
+                x, self.conv1d.weight[:, 0].t(), self.conv1d.bias, history, silu=True, reverse=reverse
+            )
+        else:
+            x, conv_state = self._causal_conv(x, history)
+            x = F.silu(x)
         dt, b, c = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         dt = F.linear(dt, self.dt_proj.weight)
         # The recurrence runs in at least fp32 whatever the autocast state (precision-sensitive over long L);
         # dt's bias is added there too, like the fused kernel's delta_bias: in bf16, dt near dt_min would be
-        # rounded by a few percent.
+        # rounded by a few percent. The gate SiLU(z) is applied in the scan, where the kernels fuse it.
         dtype = torch.promote_types(x.dtype, torch.float32)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            dt = F.softplus(dt.to(dtype) + self.dt_proj.bias.to(dtype))
             a = -torch.exp(self.A_log.to(dtype))
             h0 = None if state is None else state.ssm
-            inputs = (x.to(dtype), dt, a, b.to(dtype), c.to(dtype), self.D.to(dtype), h0)
-            if self.use_reference:
-                y, ssm_state = selective_scan_reference(*inputs)
+            inputs = (x.to(dtype), dt.to(dtype), a, b.to(dtype), c.to(dtype), self.D.to(dtype), h0, z.to(dtype))
+            dt_bias = self.dt_proj.bias.to(dtype)
+            if backend == "reference":
+                y, ssm_state = selective_scan_reference(inputs[0], F.softplus(inputs[1] + dt_bias), *inputs[2:])
+            elif backend == "numba":
+                y, ssm_state = kernels("numba").selective_scan(*inputs, dt_bias, reverse)
             else:
-                y, ssm_state = selective_scan(*inputs, chunk_size=self.scan_chunk_size)
-        y = y.to(z.dtype) * F.silu(z)
-        return self.out_proj(y), MambaState(conv_state, ssm_state)
+                y, ssm_state = selective_scan(
+                    *inputs, dt_bias=dt_bias, chunk_size=self.scan_chunk_size, backend=backend
+                )
+        return y.to(z.dtype), MambaState(conv_state, ssm_state)
 
     def _causal_conv(self, x: Tensor, history: Tensor | None) -> tuple[Tensor, Tensor]:
         """Depthwise causal convolution of x (B, l, E) continuing ``history`` (B, d_conv - 1, E); returns the

@@ -2,8 +2,8 @@
 
 Two algorithms with one contract (time is dimension 1; any trailing state dimensions):
 
-* :func:`linear_scan_reference`: the sequential loop of the definition. It is also the fastest way on a CPU:
-  L small steps that save only the states for backward, where a parallel scan does about 2 log2(chunk_size)
+* :func:`linear_scan_reference`: the sequential loop of the definition, the faster of the two on a CPU: L small
+  steps that save only the states for backward, where a parallel scan does about 2 log2(chunk_size)
   times the work and memory traffic (bench/RESULTS.md: Mamba 7x and Caduceus 11x faster at 1 k tokens;
   Hawk, with a 16x smaller state, between 12 % slower and 27 % faster, with half the activation memory);
 * :func:`linear_scan_parallel`: all chunks of ``chunk_size`` steps scanned at once by recursive doubling with
@@ -13,9 +13,11 @@ Two algorithms with one contract (time is dimension 1; any trailing state dimens
   1 M tokens) instead of one launch per position. It only multiplies decays (never divides by them), so it
   cannot overflow however strong the decay. Autograd keeps about 2 log2(chunk_size) input-sized tensors.
 
-:func:`linear_scan` picks the one for the tensors' device. All accept an initial state ``h0`` and return the
-final state, so a long sequence can be processed in pieces with the state carried across calls (chunked
-inference) and give the same result.
+:func:`linear_scan` picks the one for the tensors' device; it is the models' ``"torch"`` scan backend. By
+default the models run fused kernels instead (:mod:`longdna.models.kernels`: numba on a CPU, Triton on a
+GPU), which do the sequential loop's work without its per-position operator calls. All accept an initial
+state ``h0`` and return the final state, so a long sequence can be processed in pieces with the state carried
+across calls (chunked inference) and give the same result.
 """
 
 from __future__ import annotations

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -61,14 +60,6 @@ class TransformerConfig:
             raise ValueError(f"transformer: norm must be one of {NORMS}, not {self.norm!r}")
         if self.rope_scaling <= 0:
             raise ValueError(f"transformer: rope_scaling must be > 0, not {self.rope_scaling}")
-
-
-#: transformer-50m: 50,365,440 parameters (NTv2-50M-like, bidirectional); transformer-7m: 7,039,488
-#: parameters, size-matched with hawk-7m
-PRESETS: dict[str, dict[str, Any]] = {
-    "transformer-50m": dict(d_model=512, n_layer=12, n_heads=16, d_ff=2048, causal=False),
-    "transformer-7m": dict(d_model=256, n_layer=6, n_heads=8, d_ff=1184, causal=False),
-}
 
 
 # -- rotary positions -----------------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from longdna.device import job_device
+
 
 @dataclass(frozen=True)
 class Distributed:
@@ -39,9 +41,7 @@ class Distributed:
         return cls(rank=rank, world_size=world_size, local_rank=local_rank)
 
     def device(self) -> torch.device:
-        if torch.cuda.is_available():
-            return torch.device("cuda", self.local_rank)
-        return torch.device("cpu")
+        return job_device(self.local_rank)
 
     def all_reduce(self, tensor: torch.Tensor, op: dist.ReduceOp = dist.ReduceOp.SUM) -> torch.Tensor:
         if self.enabled:

@@ -1,14 +1,27 @@
-"""Fine-tuning a backbone on one benchmark with one seed: the unit of the finetune stage.
+"""Fine-tuning a backbone on one benchmark with one seed: the unit of the finetune stage (:class:`Finetuner`).
 
 Protocol (the honest one): a validation split is carved from train with the run's seed (stratified for
 classes) unless the benchmark ships one, or with ``kfold`` the seed picks the validation fold; the epoch with
 the best validation metric is kept; the test split is predicted once, at the end, with that model.
 
-Head initialisation: ``random``, or ``probe`` for LP-FT (Kumar et al., ICLR 2022): the head is first fitted
-on the frozen backbone's pooled training features (:func:`fit_head`), then everything is fine-tuned. A random
-head's first updates push large, uninformative gradients into the backbone; a fitted one starts fine-tuning
-where a linear probe ends, for the price of one forward pass over the training split. The probe's validation
-metrics are history's epoch 0; model selection only considers fine-tuned epochs.
+A run has up to three phases, each reported in ``history.csv`` (column ``phase``) and in the job log:
+
+``adapt`` (``adapt_epochs`` > 0)
+    domain-adaptive pretraining: the backbone's own language-model objective on the training sequences, no
+    labels (DNABERT-2's extra pretraining on GUE did this); it helps most where the backbone was pretrained on
+    other DNA or not at all, as on a CPU.
+``probe`` (``head_init: probe``)
+    the LP of LP-FT (Kumar et al., ICLR 2022): the head is fitted on the frozen backbone's pooled training
+    features (:func:`fit_head`) before fine-tuning. A random head's first updates push large, uninformative
+    gradients into the backbone; a fitted one starts fine-tuning where a linear probe ends, for the price of
+    one forward pass over the training split. Recorded as epoch 0; model selection only considers fine-tuned
+    epochs.
+``finetune``
+    every parameter trained on the task loss, validated after each epoch.
+
+Pooling: ``mean`` and ``max`` see what occurs, not where; ``segments`` keeps where along the sequence (see
+:func:`longdna.models.base.pool`), which position-aligned tasks (promoters around their TSS, splice sites)
+need: with mean pooling the model cannot learn what a position one-hot logistic regression learns.
 
 Sequence length: a sequence longer than ``max_length`` keeps its ``keep`` part (``start``, ``end`` or
 ``center``); shorter ones in a batch are padded with ``[PAD]`` on ``padding_side`` (``auto``: left for
@@ -26,9 +39,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -40,61 +52,22 @@ from safetensors.torch import load_model, save_model
 from torch import Tensor
 
 from longdna import vocab
+from longdna.data.benchmark_info import SPLITS, label_array
 from longdna.data.benchmarks import BenchmarkInfo, is_variant_benchmark, read_benchmark
-from longdna.eval.metrics import compute_metrics
-from longdna.io import atomic_path, read_json, write_json
+from longdna.data.splits import train_valid_split
+from longdna.device import job_device
+from longdna.eval.metrics import compute_metrics, point_predictions
+from longdna.fingerprint import finetune_fingerprint
+from longdna.io import atomic_path, read_json, sort_safetensors_metadata, write_json
 from longdna.models import SequenceClassifier, build_model, load_pretrained, read_checkpoint_config
-from longdna.models.base import POOLINGS, config_from_dict
+from longdna.models.catalog import SEGMENTS
+from longdna.settings import FinetuneConfig
+from longdna.train.objectives import BITS_PER_NAT, causal_example, masked_example, token_loss_sum
 from longdna.train.optim import build_optimizer, warmup_cosine
+from longdna.train.progress import ProgressLog
 
 MODEL_FILE = "model.safetensors"
 MODEL_INFO_FILE = "model.json"
-
-
-@dataclass
-class FinetuneConfig:
-    epochs: int = 10
-    batch_size: int = 32
-    eval_batch_size: int | None = None
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    warmup_fraction: float = 0.1
-    min_lr_ratio: float = 0.0
-    grad_clip: float = 1.0
-    pooling: str = "mean"  # mean | max | last | first
-    head_dropout: float = 0.0
-    freeze_backbone: bool = False  # linear probe
-    head_init: str = "random"  # random | probe (LP-FT: fit the head on frozen features, then fine-tune)
-    probe_l2: float = 1e-3  # L2 penalty on the head's weights when head_init is probe
-    init: str = "pretrained"  # pretrained | scratch (same architecture, random weights)
-    backbone_overrides: dict[str, Any] | None = None  # e.g. dropout settings for fine-tuning
-    rc_augment: float = 0.0  # probability of reverse-complementing a training sequence
-    rc_conjoin: bool = False  # average scores over both strands (train and test)
-    valid_fraction: float = 0.1
-    kfold: int | None = None  # k-fold: the seed picks the validation fold of train
-    early_stopping_patience: int | None = None
-    selection_metric: str | None = None  # default: the benchmark's reported metric
-    max_length: int | None = None
-    keep: str = "center"  # start | end | center
-    padding_side: str = "auto"  # auto | left | right
-    precision: str = "auto"  # auto (bf16 on CUDA) | fp32 | bf16
-    threads: int | None = None
-    save_model: bool = False  # write the fine-tuned classifier (model.safetensors, model.json) into the run
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "FinetuneConfig":
-        config = config_from_dict(cls, values, where="finetune settings")
-        for name, value, allowed in (
-            ("pooling", config.pooling, POOLINGS),
-            ("init", config.init, ("pretrained", "scratch")),
-            ("head_init", config.head_init, ("random", "probe")),
-            ("keep", config.keep, ("start", "end", "center")),
-            ("padding_side", config.padding_side, ("auto", "left", "right")),
-            ("precision", config.precision, ("auto", "fp32", "bf16")),
-        ):
-            if value not in allowed:
-                raise ValueError(f"finetune settings: {name} must be one of {allowed}, not {value!r}")
-        return config
 
 
 # -- data ----------------------------------------------------------------------------------------------------
@@ -136,29 +109,6 @@ def length_bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random
     return batches
 
 
-def train_valid_split(frame: pd.DataFrame, info: BenchmarkInfo, config: FinetuneConfig, seed: int) -> pd.Series:
-    """The split of every row after carving validation from train (``valid`` rows kept if shipped)."""
-    split = frame["split"].copy()
-    if (split == "valid").any():
-        return split
-    train_rows = np.flatnonzero(split.to_numpy() == "train")
-    rng = np.random.default_rng([seed, 0x5EED])
-    if config.kfold:  # one fixed partition of train; the seed picks the fold
-        folds = np.empty(train_rows.size, dtype=np.int64)
-        folds[np.random.default_rng(0xF01D).permutation(train_rows.size)] = np.arange(train_rows.size) % config.kfold
-        valid_rows = train_rows[folds == seed % config.kfold]
-    elif info.task == "classification":  # stratified: every class keeps its share in validation
-        labels = frame["label"].to_numpy()[train_rows].astype(np.int64)
-        valid_rows = np.concatenate([
-            rng.permutation(rows)[: max(1, round(config.valid_fraction * rows.size))]
-            for rows in (train_rows[labels == k] for k in np.unique(labels))
-        ])
-    else:
-        valid_rows = rng.permutation(train_rows)[: max(1, round(config.valid_fraction * train_rows.size))]
-    split.iloc[valid_rows] = "valid"
-    return split
-
-
 # -- model ---------------------------------------------------------------------------------------------------
 def build_classifier(
     info: BenchmarkInfo,
@@ -187,6 +137,7 @@ def build_classifier(
         dropout=config.head_dropout,
         freeze_backbone=config.freeze_backbone,
         rc_conjoin=config.rc_conjoin,
+        segments=config.pool_segments,
     )
 
 
@@ -207,8 +158,9 @@ def to_outputs(task: str, scores: Tensor) -> Tensor:
     return scores.float()
 
 
-def fit_head(head: torch.nn.Linear, features: Tensor, targets: Tensor, task: str, l2: float,
-             max_iter: int = 200) -> float:
+def fit_head(
+    head: torch.nn.Linear, features: Tensor, targets: Tensor, task: str, l2: float, max_iter: int = 200
+) -> float:
     """Fit the linear head on frozen pooled features: full-batch L-BFGS on the task loss plus ``l2`` times
     the squared weights (not the bias), which keeps the scores finite when the classes are separable.
     Returns the task loss of the fitted head.
@@ -233,6 +185,365 @@ def fit_head(head: torch.nn.Linear, features: Tensor, targets: Tensor, task: str
 
 
 # -- the run -------------------------------------------------------------------------------------------------
+class Finetuner:
+    """One fine-tuning run: data, split and model are set up in the constructor; :meth:`run` adapts, probes,
+    fine-tunes, selects, tests once and writes the run directory.
+
+    The backbone is the pretrained checkpoint in ``backbone_dir`` or, with ``init: scratch``, a freshly
+    initialised ``architecture`` ``(arch, config)``.
+    """
+
+    def __init__(
+        self,
+        benchmark_dir: str | os.PathLike,
+        out_dir: str | os.PathLike,
+        config: FinetuneConfig,
+        seed: int,
+        backbone_dir: str | os.PathLike | None = None,
+        architecture: tuple[str, dict[str, Any]] | None = None,
+        run_name: dict[str, str] | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.out_dir, self.config, self.seed, self.run_name = Path(out_dir), config, seed, run_name or {}
+        self.progress = ProgressLog(
+            "finetune " + (" ".join(self.run_name.values()) or Path(benchmark_dir).name), progress
+        )
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        frame, self.info = read_benchmark(benchmark_dir)
+        if is_variant_benchmark(frame):
+            raise ValueError(
+                f"{benchmark_dir} is a variant-effect benchmark (reference/alternative pairs): score it"
+                " with longdna.eval.variant_effect, not by fine-tuning on the reference sequences"
+            )
+        split = train_valid_split(frame, self.info, config, seed).to_numpy()
+        self.rows = {name: np.flatnonzero(split == name) for name in SPLITS}
+        torch.manual_seed(seed)
+        self.model = build_classifier(self.info, config, backbone_dir, architecture)
+        self.fingerprint = finetune_fingerprint(
+            benchmark_dir,
+            asdict(config),
+            seed,
+            self.model.backbone.arch,
+            asdict(self.model.backbone.config),
+            backbone_dir if config.init == "pretrained" else None,
+        ).to_dict()
+        self.device = job_device()
+        self.model.to(self.device)
+        backbone = self.model.backbone
+        self.padding_side = (
+            config.padding_side if config.padding_side != "auto" else ("left" if backbone.causal else "right")
+        )
+        self.sequences = [
+            crop(vocab.encode(s, where=f"{benchmark_dir}: row {i + 1}"), config.max_length, config.keep)
+            for i, s in enumerate(frame["sequence"])
+        ]
+        self.lengths = np.array([s.size for s in self.sequences])
+        self.labels = label_array(frame["label"], self.info)
+        if self.info.task == "regression":  # train on standardised targets (each output its own); report in units
+            train_targets = self.labels[self.rows["train"]]
+            self.shift, scale = train_targets.mean(0), train_targets.std(0)
+            self.scale = np.where(scale > 0, scale, 1.0)
+        else:
+            self.shift, self.scale = np.zeros(1), np.ones(1)
+        self.eval_batch = config.eval_batch_size or config.batch_size
+        self.autocast = (
+            torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+            if (config.precision == "bf16" or (config.precision == "auto" and self.device.type == "cuda"))
+            else torch.autocast(device_type=self.device.type, enabled=False)
+        )
+        self.rng = np.random.default_rng([seed, 0x7EA1])
+        self.history: list[dict[str, Any]] = []
+        self.selection = config.selection_metric or self.info.metric
+
+    # -- data ------------------------------------------------------------------------------------------------
+    def batch(self, index: np.ndarray, augment: bool = False) -> tuple[Tensor, Tensor]:
+        """(B, L) padded token ids of rows ``index`` and the mask of real positions; training batches are
+        reverse-complemented with probability ``rc_augment``."""
+        batch = [self.sequences[i] for i in index]
+        if augment and self.config.rc_augment > 0:
+            flips = self.rng.random(len(batch)) < self.config.rc_augment
+            batch = [vocab.reverse_complement(s) if f else s for s, f in zip(batch, flips)]
+        ids, mask = pad_batch(batch, self.padding_side)
+        return ids.to(self.device), mask.to(self.device)
+
+    def batches(self, index: np.ndarray, shuffle: bool) -> list[np.ndarray]:
+        """Rows of ``index`` in length-bucketed batches: training batches shuffled, evaluation ones in order."""
+        size = self.config.batch_size if shuffle else self.eval_batch
+        return [index[b] for b in length_bucketed_batches(self.lengths[index], size, self.rng if shuffle else None)]
+
+    def targets(self, index: np.ndarray) -> Tensor:
+        labels = self.labels[index]
+        if self.info.task == "regression":
+            labels = (labels - self.shift) / self.scale
+        return torch.as_tensor(labels, device=self.device)
+
+    @torch.no_grad()
+    def predict(self, index: np.ndarray) -> np.ndarray:
+        """(N, num_outputs) outputs of rows ``index`` (probabilities or values in the labels' units)."""
+        self.model.eval()
+        outputs = np.empty((index.size, self.info.num_outputs), dtype=np.float64)
+        position = {row: i for i, row in enumerate(index)}
+        for rows in self.batches(index, shuffle=False):
+            ids, mask = self.batch(rows)
+            with self.autocast:
+                scores = self.model(ids, mask)
+            outputs[[position[r] for r in rows]] = (
+                to_outputs(self.info.task, scores).cpu().numpy().reshape(len(rows), -1)
+            )
+        if self.info.task == "regression":
+            outputs = outputs * self.scale + self.shift
+        return outputs
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        index = self.rows[split]
+        return compute_metrics(self.info.task, self.labels[index], self.predict(index), self.info.num_outputs)
+
+    @torch.no_grad()
+    def frozen_features(self, index: np.ndarray) -> Tensor:
+        """(views, N, feature_size) pooled features of the backbone in eval mode, in ``index`` order."""
+        self.model.eval()
+        views = torch.empty(
+            (2 if self.model.rc_conjoin else 1, index.size, self.model.feature_size), device=self.device
+        )
+        position = {row: i for i, row in enumerate(index)}
+        for rows in self.batches(index, shuffle=False):
+            ids, mask = self.batch(rows)
+            with self.autocast:
+                views[:, [position[r] for r in rows]] = self.model.strand_features(ids, mask).float()
+        return views
+
+    # -- phases ----------------------------------------------------------------------------------------------
+    def adapt(self) -> None:
+        """Domain-adaptive pretraining: ``adapt_epochs`` of the backbone's own language-model objective
+        (next token for causal models, masked tokens for bidirectional ones) on the training rows' sequences
+        (never validation or test), before any label is seen -- DNABERT-2's extra pretraining on the GUE
+        training sets ("DNABERT-2 ♦") is this idea. A backbone pretrained on another genome, or none, first
+        learns the k-mer statistics of the task's own sequences."""
+        config, backbone = self.config, self.model.backbone
+        objective = "causal" if backbone.causal else "masked"
+        optimizer = build_optimizer(backbone, config.adapt_lr or config.lr, config.weight_decay)
+        train = self.rows["train"]
+        total = self.phase_steps(config.adapt_epochs)
+        generator = torch.Generator().manual_seed(int(self.rng.integers(2**62)))
+        step = 0
+        self.progress.begin(total)
+        for epoch in range(1, config.adapt_epochs + 1):
+            backbone.train()
+            tick, losses = time.time(), []
+            batches = self.batches(train, shuffle=True)
+            for rows in batches[: total - step]:
+                ids, _ = self.batch(rows, augment=True)
+                inputs, targets = lm_batch(ids, objective, config.mask_probability, generator)
+                with self.autocast:
+                    logits = backbone(inputs)
+                loss_sum, count = token_loss_sum(logits, targets.to(self.device))
+                loss = loss_sum / count.clamp_min(1)
+                self._check_finite(loss, "adapt", epoch, step)
+                self._optimizer_step(
+                    optimizer,
+                    loss,
+                    warmup_cosine(step, max(1, int(0.1 * total)), total, 0.0),
+                    config.adapt_lr or config.lr,
+                    backbone,
+                )
+                losses.append(loss.item())
+                step += 1
+                self.progress.step(f"adapt epoch {epoch}/{config.adapt_epochs}", step, loss.item() * BITS_PER_NAT)
+            row = {
+                "phase": "adapt",
+                "epoch": epoch,
+                "train_loss": float(np.mean(losses)) * BITS_PER_NAT,
+                "seconds": time.time() - tick,
+                "valid_bits_per_base": self._lm_bits(self.rows["valid"], objective),
+            }
+            self.history.append(row)
+            self.progress.line(
+                f"adapt epoch {epoch}/{config.adapt_epochs}: {objective} LM loss"
+                f" {row['train_loss']:.4f} bits/base on train, {row['valid_bits_per_base']:.4f} on valid"
+            )
+            if step >= total:
+                break
+
+    @torch.no_grad()
+    def _lm_bits(self, index: np.ndarray, objective: str) -> float:
+        """Language-model loss (bits per target base) of rows ``index``, with masks drawn from a fixed seed."""
+        backbone = self.model.backbone.eval()
+        generator = torch.Generator().manual_seed(0x4D4C4D)
+        total, count = 0.0, 0
+        for rows in self.batches(index, shuffle=False):
+            ids, _ = self.batch(rows)
+            inputs, targets = lm_batch(ids, objective, self.config.mask_probability, generator)
+            with self.autocast:
+                loss_sum, n = token_loss_sum(backbone(inputs), targets.to(self.device))
+            total, count = total + loss_sum.item(), count + int(n)
+        return total / max(count, 1) * BITS_PER_NAT
+
+    def probe(self) -> None:
+        """LP of LP-FT: fit the head on the frozen backbone's pooled training features (history's epoch 0,
+        phase ``probe``; recorded for comparison, never selected)."""
+        tick = time.time()
+        train = self.rows["train"]
+        loss = fit_head(
+            self.model.score, self.frozen_features(train), self.targets(train), self.info.task, self.config.probe_l2
+        )
+        valid = self.evaluate("valid")
+        self.history.append(
+            {
+                "phase": "probe",
+                "epoch": 0,
+                "train_loss": loss,
+                "seconds": time.time() - tick,
+                **{f"valid_{k}": v for k, v in valid.items()},
+            }
+        )
+        self.progress.line(
+            f"probe (linear head fitted on the frozen backbone's features): train loss {loss:.4f},"
+            f" valid {self.selection} {valid[self.selection]:.4f}"
+        )
+
+    def run(self) -> dict[str, Any]:
+        config, model = self.config, self.model
+        train = self.rows["train"]
+        self.progress.line(
+            f"{train.size} training, {self.rows['valid'].size} validation, {self.rows['test'].size}"
+            f" test sequences; {model.backbone.arch} backbone, {model.backbone.num_parameters():,}"
+            f" parameters ({config.init}); pooling {config.pooling}; selection on valid {self.selection}"
+        )
+        if config.adapt_epochs:
+            self.adapt()
+        if config.head_init == "probe":
+            self.probe()
+        optimizer = build_optimizer(model, config.lr, config.weight_decay)
+        total = self.phase_steps(config.epochs)
+        warmup = max(int(config.warmup_fraction * total), 1)
+        best_value, best_state, best_epoch, since_best, step = -math.inf, None, 0, 0, 0
+        self.progress.begin(total)
+        for epoch in range(1, config.epochs + 1):
+            model.train()
+            tick, losses = time.time(), []
+            for rows in self.batches(train, shuffle=True)[: total - step]:
+                ids, mask = self.batch(rows, augment=True)
+                with self.autocast:
+                    scores = model(ids, mask)
+                loss = task_loss(self.info.task, scores, self.targets(rows))
+                self._check_finite(loss, "fine-tuning", epoch, step)
+                self._optimizer_step(
+                    optimizer, loss, warmup_cosine(step, warmup, total, config.min_lr_ratio), config.lr, model
+                )
+                losses.append(loss.item())
+                step += 1
+                self.progress.step(f"epoch {epoch}/{config.epochs}", step, loss.item())
+            valid = self.evaluate("valid")
+            self.history.append(
+                {
+                    "phase": "finetune",
+                    "epoch": epoch,
+                    "train_loss": float(np.mean(losses)),
+                    "seconds": time.time() - tick,
+                    **{f"valid_{k}": v for k, v in valid.items()},
+                }
+            )
+            if valid[self.selection] > best_value:
+                best_value, best_epoch, since_best = valid[self.selection], epoch, 0
+                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            else:
+                since_best += 1
+            self.progress.line(
+                f"epoch {epoch}/{config.epochs}: train loss {np.mean(losses):.4f}, valid"
+                f" {self.selection} {valid[self.selection]:.4f} (best {best_value:.4f} at epoch"
+                f" {best_epoch})"
+            )
+            if config.early_stopping_patience is not None and since_best >= config.early_stopping_patience:
+                self.progress.line(f"early stopping: no better validation {self.selection} for {since_best} epochs")
+                break
+            if step >= total:
+                self.progress.line(f"max_steps {config.max_steps} reached")
+                break
+        model.load_state_dict(best_state)
+        return self._write(best_epoch)
+
+    def phase_steps(self, epochs: int) -> int:
+        """Optimizer steps of a phase of ``epochs`` over the training split, capped at ``max_steps`` (the
+        learning-rate schedule spans the capped length; the last epoch may be partial)."""
+        steps = epochs * math.ceil(self.rows["train"].size / self.config.batch_size)
+        return min(steps, self.config.max_steps) if self.config.max_steps else steps
+
+    def _optimizer_step(
+        self, optimizer: torch.optim.Optimizer, loss: Tensor, lr_factor: float, lr: float, module: torch.nn.Module
+    ) -> None:
+        loss.backward()
+        if self.config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(module.parameters(), self.config.grad_clip)
+        for group in optimizer.param_groups:
+            group["lr"] = lr * lr_factor
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    @staticmethod
+    def _check_finite(loss: Tensor, phase: str, epoch: int, step: int) -> None:
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{phase} loss is {loss.item()} at epoch {epoch}, step {step + 1}")
+
+    # -- outputs ---------------------------------------------------------------------------------------------
+    def _write(self, best_epoch: int) -> dict[str, Any]:
+        """Test once with the selected model; write predictions, history, (the model) and metrics.json last."""
+        config, info = self.config, self.info
+        predictions, results = [], {}
+        for name in ("valid", "test"):  # test touched once, here
+            index = self.rows[name]
+            outputs = self.predict(index)
+            results[name] = compute_metrics(info.task, self.labels[index], outputs, info.num_outputs)
+            predictions.append(
+                pd.DataFrame(
+                    {
+                        "split": name,
+                        "row": index,
+                        "label": list(self.labels[index]) if self.labels.ndim > 1 else self.labels[index],
+                        "prediction": point_predictions(info.task, outputs),
+                        "scores": list(outputs),
+                    }
+                )
+            )
+        self.progress.line(
+            f"selected epoch {best_epoch}: valid {self.selection} {results['valid'][self.selection]:.4f},"
+            f" test {info.metric} {results['test'][info.metric]:.4f}"
+        )
+        finetuned = [row["epoch"] for row in self.history if row["phase"] == "finetune"]
+        summary = {
+            **self.run_name,
+            "seed": self.seed,
+            "suite": info.suite,
+            "task": info.task,
+            "num_outputs": info.num_outputs,
+            "metric": info.metric,
+            "selection_metric": self.selection,
+            "best_epoch": best_epoch,
+            "epochs_run": finetuned[-1] if finetuned else 0,
+            "num_parameters": self.model.backbone.num_parameters(),
+            "metrics": results,
+            "config": asdict(config),
+            "fingerprint": self.fingerprint,
+        }
+        if config.save_model:  # before metrics.json: a run with metrics is a complete run
+            save_finetuned(
+                self.model,
+                self.out_dir,
+                info,
+                config,
+                train_length=int(self.lengths[self.rows["train"]].max()),
+                target_shift=self.shift,
+                target_scale=self.scale,
+                fingerprint=self.fingerprint,
+            )
+        with atomic_path(self.out_dir / "predictions.parquet", suffix=".parquet") as tmp:
+            pd.concat(predictions, ignore_index=True).to_parquet(tmp, index=False)
+        with atomic_path(self.out_dir / "history.csv", suffix=".csv") as tmp:
+            pd.DataFrame(self.history).to_csv(tmp, index=False)
+        write_json(self.out_dir / "metrics.json", summary)
+        return summary
+
+
 def finetune(
     benchmark_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -243,189 +554,54 @@ def finetune(
     run_name: dict[str, str] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Fine-tune and evaluate; writes ``predictions.parquet``, ``metrics.json``, ``history.csv`` to out_dir.
-
-    The backbone is the pretrained checkpoint in ``backbone_dir`` or, with ``init: scratch``, a freshly
-    initialised ``architecture`` ``(arch, config)``.
-    """
-    out_dir = Path(out_dir)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    frame, info = read_benchmark(benchmark_dir)
-    if is_variant_benchmark(frame):
-        raise ValueError(f"{benchmark_dir} is a variant-effect benchmark (reference/alternative pairs): score it"
-                         " with longdna.eval.variant_effect, not by fine-tuning on the reference sequences")
-    split = train_valid_split(frame, info, config, seed).to_numpy()
-    torch.manual_seed(seed)
-    model = build_classifier(info, config, backbone_dir, architecture)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model.to(device)
-    side = config.padding_side if config.padding_side != "auto" else ("left" if model.backbone.causal else "right")
-    sequences = [crop(vocab.encode(s, where=f"{benchmark_dir}: row {i + 1}"), config.max_length, config.keep)
-                 for i, s in enumerate(frame["sequence"])]
-    labels = _label_array(frame["label"], info)
-    if info.task == "regression":  # train on standardised targets (each output its own); report in original units
-        train_targets = labels[split == "train"]
-        shift, scale = train_targets.mean(0), train_targets.std(0)
-        scale = np.where(scale > 0, scale, 1.0)
-    else:
-        shift, scale = np.zeros(1), np.ones(1)
-    rows = {name: np.flatnonzero(split == name) for name in ("train", "valid", "test")}
-    lengths = np.array([s.size for s in sequences])
-    eval_batch = config.eval_batch_size or config.batch_size
-    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16) if (
-        config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
-    ) else torch.autocast(device_type=device.type, enabled=False)
-
-    def batch_tensors(index: np.ndarray, augment_rng: np.random.Generator | None) -> tuple[Tensor, Tensor]:
-        batch = [sequences[i] for i in index]
-        if augment_rng is not None and config.rc_augment > 0:
-            flips = augment_rng.random(len(batch)) < config.rc_augment
-            batch = [vocab.reverse_complement(s) if f else s for s, f in zip(batch, flips)]
-        ids, mask = pad_batch(batch, side)
-        return ids.to(device), mask.to(device)
-
-    @torch.no_grad()
-    def predict(index: np.ndarray) -> np.ndarray:
-        model.eval()
-        outputs = np.empty((index.size, info.num_outputs), dtype=np.float64)
-        for batch in length_bucketed_batches(lengths[index], eval_batch, None):
-            ids, mask = batch_tensors(index[batch], None)
-            with autocast:
-                scores = model(ids, mask)
-            outputs[batch] = to_outputs(info.task, scores).cpu().numpy().reshape(len(batch), -1)
-        if info.task == "regression":
-            outputs = outputs * scale + shift
-        return outputs
-
-    def evaluate(name: str) -> dict[str, float]:
-        return compute_metrics(info.task, labels[rows[name]], predict(rows[name]), info.num_outputs)
-
-    def training_targets(index: np.ndarray) -> Tensor:
-        return torch.as_tensor((labels[index] - shift) / scale if info.task == "regression" else labels[index],
-                               device=device)
-
-    @torch.no_grad()
-    def frozen_features(index: np.ndarray) -> Tensor:
-        """(views, N, feature_size) pooled features of the backbone in eval mode, in ``index`` order."""
-        model.eval()
-        views = torch.empty((2 if model.rc_conjoin else 1, index.size, model.backbone.feature_size), device=device)
-        for batch in length_bucketed_batches(lengths[index], eval_batch, None):
-            ids, mask = batch_tensors(index[batch], None)
-            with autocast:
-                views[:, batch] = model.strand_features(ids, mask).float()
-        return views
-
-    optimizer = build_optimizer(model, config.lr, config.weight_decay)
-    steps_per_epoch = math.ceil(rows["train"].size / config.batch_size)
-    total_steps = config.epochs * steps_per_epoch
-    warmup = int(config.warmup_fraction * total_steps)
-    selection = config.selection_metric or info.metric
-    rng = np.random.default_rng([seed, 0x7EA1])
-    best_value, best_state, best_epoch, since_best = -math.inf, None, 0, 0
-    history, step = [], 0
-
-    def end_epoch(epoch: int, train_loss: float, tick: float) -> bool:
-        """Validate, record, keep the best fine-tuned model; True when early stopping ends the run."""
-        nonlocal best_value, best_state, best_epoch, since_best
-        valid = evaluate("valid")
-        history.append({"epoch": epoch, "train_loss": train_loss, "seconds": time.time() - tick,
-                        **{f"valid_{k}": v for k, v in valid.items()}})
-        if progress:
-            print(f"epoch {epoch}: train loss {train_loss:.4f}, valid {selection} {valid[selection]:.4f}",
-                  file=sys.stderr, flush=True)
-        if epoch == 0:  # the probe is recorded, not selected: the run's model is a fine-tuned one
-            return False
-        if valid[selection] > best_value:
-            best_value, best_epoch, since_best = valid[selection], epoch, 0
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            return False
-        since_best += 1
-        return config.early_stopping_patience is not None and since_best >= config.early_stopping_patience
-
-    if config.head_init == "probe":  # history's epoch 0: the probe, before any fine-tuning
-        tick = time.time()
-        probe_loss = fit_head(model.score, frozen_features(rows["train"]), training_targets(rows["train"]),
-                              info.task, config.probe_l2)
-        end_epoch(0, probe_loss, tick)
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        tick, losses = time.time(), []
-        for batch in length_bucketed_batches(lengths[rows["train"]], config.batch_size, rng):
-            index = rows["train"][batch]
-            ids, mask = batch_tensors(index, rng)
-            target = training_targets(index)
-            with autocast:
-                scores = model(ids, mask)
-            loss = task_loss(info.task, scores, target)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"fine-tuning loss is {loss.item()} at epoch {epoch}, step {step + 1}")
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            for group in optimizer.param_groups:
-                group["lr"] = config.lr * warmup_cosine(step, max(warmup, 1), total_steps, config.min_lr_ratio)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.item())
-            step += 1
-        if end_epoch(epoch, float(np.mean(losses)), tick):
-            break
-    model.load_state_dict(best_state)
-    results = {name: evaluate(name) for name in ("valid", "test")}  # test touched once, here
-    predictions = []
-    for name in ("valid", "test"):
-        outputs = predict(rows[name])
-        predictions.append(pd.DataFrame({
-            "split": name,
-            "row": rows[name],
-            "label": list(labels[rows[name]]) if labels.ndim > 1 else labels[rows[name]],
-            "prediction": _point_predictions(info.task, outputs),
-            "scores": list(outputs),
-        }))
-    summary = {
-        **(run_name or {}),
-        "seed": seed,
-        "suite": info.suite,
-        "task": info.task,
-        "num_outputs": info.num_outputs,
-        "metric": info.metric,
-        "selection_metric": selection,
-        "best_epoch": best_epoch,
-        "epochs_run": history[-1]["epoch"],  # fine-tuning epochs (a probe is epoch 0)
-        "num_parameters": model.backbone.num_parameters(),
-        "metrics": results,
-        "config": asdict(config),
-    }
-    if config.save_model:  # before metrics.json: a run with metrics is a complete run
-        save_finetuned(model, out_dir, info, config, train_length=int(lengths[rows["train"]].max()),
-                       target_shift=shift, target_scale=scale)
-    with atomic_path(out_dir / "predictions.parquet", suffix=".parquet") as tmp:
-        pd.concat(predictions, ignore_index=True).to_parquet(tmp, index=False)
-    with atomic_path(out_dir / "history.csv", suffix=".csv") as tmp:
-        pd.DataFrame(history).to_csv(tmp, index=False)
-    write_json(out_dir / "metrics.json", summary)
-    return summary
+    """Fine-tune and evaluate (:class:`Finetuner`); writes ``predictions.parquet``, ``history.csv`` and
+    ``metrics.json`` (returned) to ``out_dir``."""
+    return Finetuner(benchmark_dir, out_dir, config, seed, backbone_dir, architecture, run_name, progress).run()
 
 
-def save_finetuned(model: SequenceClassifier, out_dir: Path, info: BenchmarkInfo, config: FinetuneConfig,
-                   train_length: int, target_shift: np.ndarray, target_scale: np.ndarray) -> None:
+def lm_batch(ids: Tensor, objective: str, mask_probability: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Language-model (inputs, targets) of a padded (B, L) batch: the next token (padding and N are never
+    targets), or BERT masking with the masks drawn on the CPU from ``generator``
+    (:mod:`longdna.train.objectives`)."""
+    if objective == "causal":
+        return causal_example(ids)
+    inputs, targets = masked_example(ids.cpu(), mask_probability, generator)
+    return inputs.to(ids.device), targets.to(ids.device)
+
+
+def save_finetuned(
+    model: SequenceClassifier,
+    out_dir: Path,
+    info: BenchmarkInfo,
+    config: FinetuneConfig,
+    train_length: int,
+    target_shift: np.ndarray,
+    target_scale: np.ndarray,
+    fingerprint: dict[str, Any] | None = None,
+) -> None:
     """``model.safetensors`` (the classifier's weights) and ``model.json`` (how to rebuild and apply it)."""
     backbone = model.backbone
     init_fields = {f.name for f in dataclasses.fields(backbone.config) if f.init}
     with atomic_path(out_dir / MODEL_FILE, suffix=".safetensors") as tmp:
         save_model(model, str(tmp))
-    write_json(out_dir / MODEL_INFO_FILE, {
-        "kind": "classifier",
-        "arch": backbone.arch,
-        "backbone_config": {k: v for k, v in dataclasses.asdict(backbone.config).items() if k in init_fields},
-        "task": info.task,
-        "num_outputs": info.num_outputs,
-        "pooling": config.pooling,
-        "rc_conjoin": config.rc_conjoin,
-        "train_length": train_length,  # longest training sequence after cropping: the model's training length
-        "target_shift": np.asarray(target_shift, dtype=float).tolist(),
-        "target_scale": np.asarray(target_scale, dtype=float).tolist(),
-    })
+        sort_safetensors_metadata(tmp)  # byte-identical files for identical runs
+    write_json(
+        out_dir / MODEL_INFO_FILE,
+        {
+            "kind": "classifier",
+            "arch": backbone.arch,
+            "backbone_config": {k: v for k, v in dataclasses.asdict(backbone.config).items() if k in init_fields},
+            "task": info.task,
+            "num_outputs": info.num_outputs,
+            "pooling": config.pooling,
+            "pool_segments": config.pool_segments,
+            "rc_conjoin": config.rc_conjoin,
+            "train_length": train_length,  # longest training sequence after cropping: the model's training length
+            "target_shift": np.asarray(target_shift, dtype=float).tolist(),
+            "target_scale": np.asarray(target_scale, dtype=float).tolist(),
+            "fingerprint": fingerprint,  # of the run that trained it (longdna.fingerprint)
+        },
+    )
 
 
 def load_finetuned(run_dir: str | os.PathLike, **backbone_overrides: Any) -> tuple[SequenceClassifier, dict[str, Any]]:
@@ -433,24 +609,12 @@ def load_finetuned(run_dir: str | os.PathLike, **backbone_overrides: Any) -> tup
     change settings that keep the weights' shapes (``rope_scaling`` for position interpolation)."""
     meta = read_json(Path(run_dir) / MODEL_INFO_FILE)
     backbone = build_model(meta["arch"], **{**meta["backbone_config"], **backbone_overrides})
-    model = SequenceClassifier(backbone, meta["num_outputs"], pooling=meta["pooling"], rc_conjoin=meta["rc_conjoin"])
+    model = SequenceClassifier(
+        backbone,
+        meta["num_outputs"],
+        pooling=meta["pooling"],
+        rc_conjoin=meta["rc_conjoin"],
+        segments=meta.get("pool_segments", SEGMENTS),
+    )
     load_model(model, str(Path(run_dir) / MODEL_FILE), strict=True)
     return model.eval(), meta
-
-
-def _point_predictions(task: str, outputs: np.ndarray) -> Any:
-    """Class ids, 0/1 label vectors, or values: the predictions a human reads next to the labels."""
-    if task == "classification":
-        return outputs.argmax(1)
-    if task == "multilabel":
-        return list((outputs > 0.5).astype(np.int64))
-    return outputs[:, 0] if outputs.shape[1] == 1 else list(outputs)
-
-
-def _label_array(labels: pd.Series, info: BenchmarkInfo) -> np.ndarray:
-    if info.task == "classification":
-        return labels.to_numpy().astype(np.int64)
-    if info.task == "regression" and info.num_outputs == 1:
-        return labels.to_numpy().astype(np.float64)
-    dtype = np.float64 if info.task == "regression" else np.int64
-    return np.stack([np.asarray(v, dtype=dtype) for v in labels])

@@ -2,7 +2,7 @@
 
 The workflow builds the command with :func:`launch_command` and runs it with :func:`run_command`, whose
 return value is the stage's exit status. ``torchrun`` reports any failed worker as status 1, so a preempted
-run (workers exit with :data:`~longdna.train.pretrain.PREEMPTED_EXIT_CODE` after their checkpoint) is
+run (workers exit with :data:`~longdna.train.preemption.PREEMPTED_EXIT_CODE` after their checkpoint) is
 recognised by the marker file the main worker writes, and mapped back to that status.
 
 On several nodes the command must run once per node (``srun --ntasks-per-node=1 ...``); the rendezvous host
@@ -23,7 +23,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from longdna.train.pretrain import PREEMPTED_EXIT_CODE, PREEMPTED_MARKER
+from longdna.train.preemption import PREEMPTED_EXIT_CODE, PREEMPTED_MARKER
 
 #: signals that start a graceful stop (checkpoint, exit 75); torchrun relays them to its workers
 PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
@@ -66,15 +66,30 @@ def launch_command(
     if nproc_per_node * nnodes == 1:
         return [sys.executable, "-m", ENTRY_POINT, *args]
     env = os.environ if env is None else env
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc_per_node),
-               "--max-restarts", "0"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        str(nproc_per_node),
+        "--max-restarts",
+        "0",
+    ]
     if nnodes == 1:
         command += ["--standalone", "--nnodes", "1"]
     else:
         host = env.get("MASTER_ADDR") or first_host(env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST") or "")
         job = env.get("SLURM_JOB_ID", "longdna")
-        command += ["--nnodes", str(nnodes), "--rdzv-backend", "c10d", "--rdzv-endpoint",
-                    f"{host}:{env.get('MASTER_PORT', port)}", "--rdzv-id", job]
+        command += [
+            "--nnodes",
+            str(nnodes),
+            "--rdzv-backend",
+            "c10d",
+            "--rdzv-endpoint",
+            f"{host}:{env.get('MASTER_PORT', port)}",
+            "--rdzv-id",
+            job,
+        ]
         if "SLURM_NODEID" in env:
             command += ["--node-rank", env["SLURM_NODEID"]]
     # by default torchrun dies on SIGUSR1 and gives workers only 30 s after SIGTERM
@@ -137,8 +152,19 @@ def pretrain_args(
     settings: Mapping[str, object],
 ) -> list[str]:
     """The ``python -m longdna.train.pretrain`` arguments of one run (configs inline as JSON)."""
-    return ["--arch", arch, "--arch-config", json.dumps(dict(arch_config)), "--shards", str(shards),
-            "--out", str(out_dir), "--config", json.dumps(dict(settings)), "--no-progress"]
+    return [
+        "--arch",
+        arch,
+        "--arch-config",
+        json.dumps(dict(arch_config)),
+        "--shards",
+        str(shards),
+        "--out",
+        str(out_dir),
+        "--config",
+        json.dumps(dict(settings)),
+        "--no-progress",
+    ]
 
 
 def gpus_and_nodes(resources: Mapping[str, object]) -> tuple[int, int]:
@@ -175,8 +201,14 @@ def stage_command(
             f"pretraining on {nodes} nodes needs a SLURM allocation (run the workflow with the SLURM profile),"
             f" or start `python -m {LAUNCHER} {nproc} {nodes} -- ...` on every node yourself"
         )
-    srun = ["srun", f"--nodes={nodes}", f"--ntasks={nodes}", "--ntasks-per-node=1", "--kill-on-bad-exit=1",
-            f"--cpus-per-task={max(1, threads)}"]
+    srun = [
+        "srun",
+        f"--nodes={nodes}",
+        f"--ntasks={nodes}",
+        "--ntasks-per-node=1",
+        "--kill-on-bad-exit=1",
+        f"--cpus-per-task={max(1, threads)}",
+    ]
     if gpus:
         srun.append(f"--gres=gpu:{gpus}")
     return [*srun, sys.executable, "-m", LAUNCHER, str(nproc), str(nodes), "--", *args]

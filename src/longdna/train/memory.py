@@ -23,12 +23,19 @@ Accuracy (CPU, fp32, all five architectures, with and without checkpointing): 0.
 live bytes of a forward + backward, measured by polling glibc's ``mallinfo2`` after every operation
 (``tests/test_pretrain.py``). On a CPU the resident set size can be several times that peak: glibc's malloc
 keeps freed blocks, and the sequential scans' many small tensors fragment its heap (bench/RESULTS.md).
+
+The budget (:func:`check_memory_budget`): before a pretraining run builds anything, the largest estimate over
+its length schedule must fit :data:`MEMORY_HEADROOM` of ``gpu_memory_gb`` (else of the CUDA device's memory);
+otherwise it fails with the largest micro-batch that would fit, without and with activation checkpointing.
 """
 
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import functools
+import resource
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,16 +44,23 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from longdna.models import build_model
 from longdna.models.base import DNALanguageModel
+from longdna.settings import PretrainConfig
+from longdna.train import precision
+from longdna.train.distributed import Distributed
 from longdna.train.objectives import token_loss_sum
+from longdna.train.schedule import Stage, StepBatches, length_schedule
 
 BYTES_PER_PARAMETER = 16  # fp32 weight + gradient + AdamW exp_avg + exp_avg_sq
 GIB = 2**30
 
 
 class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in
-                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()
+    ]
 
 
 @functools.cache
@@ -187,3 +201,113 @@ def estimate_training_memory(
             recompute = full.largest_block()
     weights = n_params * (BYTES_PER_PARAMETER + (4 if distributed else 0))
     return MemoryEstimate(weights=weights, activations=activations, recompute=recompute, transient=2 * full.largest())
+
+
+# -- memory budget --------------------------------------------------------------------------------------------
+#: share of the accelerator memory a configuration may plan to use (the rest: CUDA context, fragmentation)
+MEMORY_HEADROOM = 0.9
+
+
+def memory_budget_bytes(config: PretrainConfig, device: torch.device) -> float | None:
+    if config.gpu_memory_gb is not None:
+        return config.gpu_memory_gb * GIB
+    if device.type == "cuda":
+        return float(torch.cuda.get_device_properties(device).total_memory)
+    return None
+
+
+def worst_stage_memory(
+    arch: str, arch_config: dict[str, Any], config: PretrainConfig, world_size: int, device: torch.device
+) -> tuple[MemoryEstimate, Stage, int]:
+    """The largest estimated step memory over the stages of ``config``'s length schedule, with its stage and
+    per-process micro-batch."""
+    worst: tuple[MemoryEstimate, Stage, int] | None = None
+    for stage in length_schedule(config):
+        micro = StepBatches(stage, 0, 0, 0, Distributed(world_size=world_size)).micro
+        estimate = estimate_training_memory(
+            lambda: build_model(arch, **arch_config),
+            micro,
+            stage.length,
+            device=device,
+            autocast_dtype=precision.autocast_dtype(config.precision, device),
+            activation_checkpointing=config.activation_checkpointing,
+            distributed=world_size > 1,
+        )
+        if worst is None or estimate.total > worst[0].total:
+            worst = (estimate, stage, micro)
+    assert worst is not None
+    return worst
+
+
+def check_memory_budget(
+    arch: str, arch_config: dict[str, Any], config: PretrainConfig, world_size: int, device: torch.device
+) -> MemoryEstimate | None:
+    """Fail before training when one step would not fit ``MEMORY_HEADROOM`` of the memory budget, with the
+    settings that would fit. Returns the estimate (None when no budget is known: CPU without gpu_memory_gb)."""
+    budget = memory_budget_bytes(config, device)
+    if budget is None:
+        return None
+    try:
+        estimate, stage, micro = worst_stage_memory(arch, arch_config, config, world_size, device)
+    except (RuntimeError, NotImplementedError) as err:  # an op without a fake-tensor kernel: cannot estimate
+        warnings.warn(f"{arch}: memory estimate unavailable ({err}); skipping the memory check", stacklevel=2)
+        return None
+    limit = MEMORY_HEADROOM * budget
+    if estimate.total <= limit:
+        return estimate
+    raise MemoryBudgetError(
+        f"{arch}: one training step needs about {estimate.describe()} per process at length {stage.length}"
+        f" (micro-batch of {micro} sequences),"
+        f" more than {MEMORY_HEADROOM:.0%} of the {budget / GIB:.1f} GiB budget.\n"
+        + "\n".join(_memory_suggestions(arch, arch_config, config, world_size, device, limit))
+    )
+
+
+def _memory_suggestions(
+    arch: str,
+    arch_config: dict[str, Any],
+    config: PretrainConfig,
+    world_size: int,
+    device: torch.device,
+    limit: float,
+) -> list[str]:
+    """The largest micro-batch that fits, without and with activation checkpointing."""
+    per_process = config.batch_size // world_size
+    current = min(config.micro_batch_size or config.batch_size, per_process)
+    divisors = [d for d in range(1, current + 1) if per_process % d == 0]  # micro-batches that tile the batch
+
+    def needed(micro: int, checkpointing: bool) -> float:
+        changed = dataclasses.replace(config, micro_batch_size=micro, activation_checkpointing=checkpointing)
+        return worst_stage_memory(arch, arch_config, changed, world_size, device)[0].total
+
+    lines = []
+    for checkpointing in [True] if config.activation_checkpointing else [False, True]:
+        # activations grow with the micro-batch: binary search for the largest one that fits
+        low, high, best = 0, len(divisors) - 1, None
+        while low <= high:
+            middle = (low + high) // 2
+            if (bytes_needed := needed(divisors[middle], checkpointing)) <= limit:
+                best, low = (divisors[middle], bytes_needed), middle + 1
+            else:
+                high = middle - 1
+        if best is None:
+            continue
+        changes = [f"micro_batch_size: {best[0]}"] if best[0] != current else []
+        changes += ["activation_checkpointing: true"] if checkpointing and not config.activation_checkpointing else []
+        lines.append(
+            f"  try {', '.join(changes)} (about {best[1] / GIB:.2f} GiB; gradient accumulation keeps the"
+            f" global batch of {config.batch_size} sequences)"
+        )
+    if not lines:
+        lines.append(
+            "  even one sequence per forward with activation_checkpointing does not fit: use a shorter"
+            " seq_len, a smaller model or a GPU with more memory"
+        )
+    return ["Suggestions (pretrain config):", *lines]
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak allocated accelerator memory on CUDA; peak resident set size of the process on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux

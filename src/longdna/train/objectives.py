@@ -23,10 +23,11 @@ _NOT_TARGETS = torch.tensor(NOT_TARGETS)
 
 
 def causal_example(window: Tensor) -> tuple[Tensor, Tensor]:
-    """Next-token prediction: a window of L+1 tokens gives inputs w[:-1] and targets w[1:]."""
-    targets = window[1:].clone()
-    targets[torch.isin(targets, _NOT_TARGETS)] = IGNORE_INDEX
-    return window[:-1], targets
+    """Next-token prediction: a window of L+1 tokens gives inputs w[:-1] and targets w[1:] (along the last
+    dimension, so a (B, L+1) batch works the same)."""
+    targets = window[..., 1:].clone()
+    targets[torch.isin(targets, _NOT_TARGETS.to(targets.device))] = IGNORE_INDEX
+    return window[..., :-1], targets
 
 
 def masked_example(window: Tensor, probability: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
