@@ -41,10 +41,10 @@ import pyfaidx
 import pysam
 import torch
 
-from longdna.data.demo_genome import DemoGenomeSpec, generate_demo_genome
-from longdna.data.fasta import _format_lines, fasta_lengths, read_fasta, write_bgzip_fasta
-from longdna.data.shards import GenomeShards, split_regions, tokenize_chromosome, write_manifest
-from longdna.data.windows import RandomWindows
+from longdna.data.genome.demo import DemoGenomeSpec, generate_demo_genome
+from longdna.data.genome.fasta import _format_lines, fasta_lengths, read_fasta, write_bgzip_fasta
+from longdna.data.tokens.shards import GenomeShards, split_regions, tokenize_chromosome, write_manifest
+from longdna.data.tokens.windows import RandomWindows
 
 HG38_BP = 3.1e9
 HG38_CHR1_BP = 248_956_422

@@ -57,8 +57,8 @@ from typing import Any
 
 import torch
 
-from longdna.data.demo_genome import DemoGenomeSpec, generate_demo_genome
-from longdna.data.shards import split_regions, tokenize_chromosome, write_manifest
+from longdna.data.genome.demo import DemoGenomeSpec, generate_demo_genome
+from longdna.data.tokens.shards import split_regions, tokenize_chromosome, write_manifest
 from longdna.models import ARCHITECTURES, build_model, presets
 from longdna.settings import PretrainConfig
 from longdna.train.memory import GIB, worst_stage_memory

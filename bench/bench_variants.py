@@ -73,7 +73,7 @@ CHILD = textwrap.dedent("""
 
 
 def write_genome(workdir: Path, mbp: float, seed: int = 0) -> tuple[Path, np.ndarray]:
-    from longdna.data.fasta import write_bgzip_fasta
+    from longdna.data.genome.fasta import write_bgzip_fasta
 
     sequence = np.random.default_rng(seed).choice(np.frombuffer(b"ACGT", np.uint8), int(mbp * 1e6))
     path = workdir / f"genome-{mbp:g}mbp.fa.gz"

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from longdna import vocab
-from longdna.data import shards as shards_module
-from longdna.data.shards import GenomeShards, save_npy, sha256_of, split_regions, write_manifest
+from longdna.data.tokens import shards as shards_module
+from longdna.data.tokens.shards import GenomeShards, save_npy, sha256_of, split_regions, write_manifest
 from longdna.io import write_json
 
 

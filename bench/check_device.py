@@ -89,8 +89,8 @@ def check_numerics(name: str, arch: str, config: dict, length: int, device: torc
 
 
 def bf16_training(steps: int, device: torch.device, workdir: Path) -> list[dict]:
-    from longdna.data.demo_genome import DemoGenomeSpec, generate_demo_genome
-    from longdna.data.shards import split_regions, tokenize_chromosome, write_manifest
+    from longdna.data.genome.demo import DemoGenomeSpec, generate_demo_genome
+    from longdna.data.tokens.shards import split_regions, tokenize_chromosome, write_manifest
     from longdna.settings import PretrainConfig
     from longdna.train.pretrain import pretrain
 

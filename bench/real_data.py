@@ -31,8 +31,8 @@ import pandas as pd
 import yaml
 
 from longdna import config as workflow_config
-from longdna.data.splits import Carving
-from longdna.data.user_data import prepare_user_benchmark
+from longdna.data.benchmarks.splits import Carving
+from longdna.data.benchmarks.user_data import prepare_user_benchmark
 from longdna.eval import BASELINES
 from longdna.eval.baselines import run_baselines
 from longdna.settings import FinetuneConfig

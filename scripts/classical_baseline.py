@@ -1,7 +1,7 @@
 """Rule classical_baseline: the majority class, k-mer and position one-hot linear models on one benchmark's
 splits for one seed, each written as a run."""
 
-from longdna.data.splits import Carving
+from longdna.data.benchmarks.splits import Carving
 from longdna.eval.baselines import run_baselines
 from longdna.logs import log_to
 

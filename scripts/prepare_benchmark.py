@@ -4,7 +4,7 @@ import logging
 import time
 from pathlib import Path
 
-from longdna.data.suites import prepare_benchmark
+from longdna.data.benchmarks.suites import prepare_benchmark
 from longdna.io import read_json
 from longdna.logs import describe_file, log_to
 

@@ -3,7 +3,7 @@
 import logging
 import time
 
-from longdna.data.genome import prepare_genome
+from longdna.data.genome.prepare import prepare_genome
 from longdna.logs import describe_file, log_to
 
 log = logging.getLogger("longdna.genome")

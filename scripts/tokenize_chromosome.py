@@ -4,7 +4,7 @@ import logging
 import time
 from pathlib import Path
 
-from longdna.data.shards import tokenize_chromosome
+from longdna.data.tokens.shards import tokenize_chromosome
 from longdna.logs import describe_file, log_to
 
 log = logging.getLogger("longdna.tokenize")

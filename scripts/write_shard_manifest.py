@@ -4,9 +4,9 @@ import logging
 import time
 from pathlib import Path
 
-from longdna.data.fasta import fasta_lengths
-from longdna.data.genome import split_bed_regions
-from longdna.data.shards import split_regions, write_manifest
+from longdna.data.genome.fasta import fasta_lengths
+from longdna.data.genome.prepare import split_bed_regions
+from longdna.data.tokens.shards import split_regions, write_manifest
 from longdna.logs import describe_file, log_to
 
 log = logging.getLogger("longdna.tokenize")

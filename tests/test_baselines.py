@@ -19,8 +19,8 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.preprocessing import OneHotEncoder
 from threadpoolctl import threadpool_limits
 
-from longdna.data.benchmarks import BenchmarkInfo, write_benchmark
-from longdna.data.splits import Carving, train_valid_split
+from longdna.data.benchmarks.format import BenchmarkInfo, write_benchmark
+from longdna.data.benchmarks.splits import Carving, train_valid_split
 from longdna.eval import BASELINES, baselines
 from longdna.eval.baselines import C_GRID, K_GRID, kmer_counts, modal_length, position_onehot, run_baselines
 from longdna.settings import FinetuneConfig

@@ -230,7 +230,7 @@ def test_resource_estimates() -> None:
 
 def test_demo_task_sizes_match_the_generator() -> None:
     """The Snakefile cannot import the generator (NumPy); its table of demo task sizes must agree with it."""
-    from longdna.data.demo_benchmarks import DEFAULTS
+    from longdna.data.benchmarks.demo import DEFAULTS
 
     assert {task: (d.length, d.n_train + d.n_test) for task, d in DEFAULTS.items()} == estimates.DEMO_TASK_SIZES
 
@@ -323,8 +323,8 @@ runpy.run_path(sys.argv[4], init_globals={"snakemake": snakemake})
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from longdna.data.demo_genome import DemoGenomeSpec, generate_demo_genome
-    from longdna.data.shards import split_regions, tokenize_chromosome, write_manifest
+    from longdna.data.genome.demo import DemoGenomeSpec, generate_demo_genome
+    from longdna.data.tokens.shards import split_regions, tokenize_chromosome, write_manifest
 
     root = tmp_path_factory.mktemp("genome")
     spec = DemoGenomeSpec(

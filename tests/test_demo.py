@@ -9,9 +9,9 @@ import numpy as np
 import pysam
 import pytest
 
-from longdna.data.benchmarks import read_benchmark
-from longdna.data.demo_benchmarks import make_demo_benchmark
-from longdna.data.demo_genome import PROMOTER_MOTIF, DemoGenomeSpec, generate_demo_genome, motif_consensus
+from longdna.data.benchmarks.demo import make_demo_benchmark
+from longdna.data.benchmarks.format import read_benchmark
+from longdna.data.genome.demo import PROMOTER_MOTIF, DemoGenomeSpec, generate_demo_genome, motif_consensus
 
 SMALL = DemoGenomeSpec(
     chromosome_lengths=(120_000, 100_000, 100_000, 100_000),

@@ -12,7 +12,7 @@ import torch
 
 from longdna import vocab
 from longdna.cli import main
-from longdna.data.benchmarks import BenchmarkInfo
+from longdna.data.benchmarks.format import BenchmarkInfo
 from longdna.eval.embeddings import embed_fasta
 from longdna.models import SequenceClassifier, build_model, load_pretrained, save_pretrained
 from longdna.settings import EmbeddingConfig, FinetuneConfig

@@ -15,9 +15,9 @@ import yaml
 from conftest import REPO, snakemake
 
 from longdna import vocab
-from longdna.data.benchmarks import BenchmarkInfo, read_benchmark, resize_examples, write_benchmark
-from longdna.data.demo_benchmarks import make_demo_benchmark
-from longdna.data.demo_genome import DemoGenomeSpec, generate_demo_genome
+from longdna.data.benchmarks.demo import make_demo_benchmark
+from longdna.data.benchmarks.format import BenchmarkInfo, read_benchmark, resize_examples, write_benchmark
+from longdna.data.genome.demo import DemoGenomeSpec, generate_demo_genome
 from longdna.eval.extrapolation import _pool_mask, classifier_scores, evaluate_extrapolation
 from longdna.models import SequenceClassifier, build_model, save_pretrained
 from longdna.settings import ExtrapolationConfig, FinetuneConfig

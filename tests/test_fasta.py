@@ -10,8 +10,8 @@ import pyfaidx
 import pysam
 import pytest
 
-from longdna.data import fasta as fasta_module
-from longdna.data.fasta import (
+from longdna.data.genome import fasta as fasta_module
+from longdna.data.genome.fasta import (
     BGZF_EOF,
     FastaFormatError,
     fasta_lengths,

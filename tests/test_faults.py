@@ -26,11 +26,11 @@ from safetensors.torch import load_file, save_file
 
 from longdna import cli, fingerprint, io, vocab
 from longdna.data import download as download_module
-from longdna.data.benchmarks import BenchmarkInfo, write_benchmark
-from longdna.data.demo_genome import DemoGenomeSpec, generate_demo_genome
+from longdna.data.benchmarks.format import BenchmarkInfo, write_benchmark
 from longdna.data.download import InvalidDownloadError, download
-from longdna.data.genome import prepare_genome, split_bed_regions
-from longdna.data.shards import GenomeShards, ShardError, split_regions, tokenize_chromosome, write_manifest
+from longdna.data.genome.demo import DemoGenomeSpec, generate_demo_genome
+from longdna.data.genome.prepare import prepare_genome, split_bed_regions
+from longdna.data.tokens.shards import GenomeShards, ShardError, split_regions, tokenize_chromosome, write_manifest
 from longdna.io import DiskFullError, atomic_path, sort_safetensors_metadata
 from longdna.settings import FinetuneConfig, PretrainConfig
 from longdna.train import pretrain as engine
@@ -523,8 +523,8 @@ def tiny_tmpfs() -> list[str]:
 FULL_DISK_SCRIPT = """
 from pathlib import Path
 import numpy as np, torch
-from longdna.data.fasta import write_bgzip_fasta
-from longdna.data.shards import save_npy
+from longdna.data.genome.fasta import write_bgzip_fasta
+from longdna.data.tokens.shards import save_npy
 from longdna.io import DiskFullError
 from longdna.models import build_model
 from longdna.train.checkpoints import CheckpointStore

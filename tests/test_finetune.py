@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from longdna import vocab
-from longdna.data.benchmarks import BenchmarkInfo, write_benchmark
+from longdna.data.benchmarks.format import BenchmarkInfo, write_benchmark
 from longdna.models import SequenceClassifier, build_model, save_pretrained
 from longdna.models.base import pool
 from longdna.models.heads import reverse_complement_padded

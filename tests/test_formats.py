@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from longdna.data.benchmarks import read_benchmark
+from longdna.data.benchmarks.format import read_benchmark
 from longdna.models import load_pretrained
 
 pytestmark = pytest.mark.slow

@@ -14,8 +14,8 @@ from http_server import LocalHTTPServer
 
 from longdna import cli
 from longdna.data.download import Checksum, ChecksumMismatchError, DownloadError
-from longdna.data.fasta import FastaFormatError, fasta_lengths, read_fasta
-from longdna.data.genome import (
+from longdna.data.genome.fasta import FastaFormatError, fasta_lengths, read_fasta
+from longdna.data.genome.prepare import (
     PRIMARY_EXCLUDE,
     GenomeSource,
     fetch_split_bed,

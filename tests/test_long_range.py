@@ -15,17 +15,17 @@ import torch
 import yaml
 from http_server import LocalHTTPServer
 
-from longdna.data.benchmarks import (
+from longdna.data.benchmarks.format import (
     BenchmarkFormatError,
     BenchmarkInfo,
     read_benchmark,
     resize_examples,
     write_benchmark,
 )
-from longdna.data.demo_genome import DemoGenomeSpec, generate_demo_genome
-from longdna.data.long_range import prepare_long_range
-from longdna.data.shards import split_regions, tokenize_chromosome, write_manifest
-from longdna.data.suite_inputs import load_registry
+from longdna.data.benchmarks.long_range import prepare_long_range
+from longdna.data.benchmarks.suite_inputs import load_registry
+from longdna.data.genome.demo import DemoGenomeSpec, generate_demo_genome
+from longdna.data.tokens.shards import split_regions, tokenize_chromosome, write_manifest
 from longdna.models import build_model
 from longdna.settings import PretrainConfig
 from longdna.train.pretrain import pretrain

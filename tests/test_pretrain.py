@@ -17,8 +17,8 @@ import torch
 from safetensors.torch import load_file
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from longdna.data.demo_genome import DemoGenomeSpec, generate_demo_genome
-from longdna.data.shards import split_regions, tokenize_chromosome, write_manifest
+from longdna.data.genome.demo import DemoGenomeSpec, generate_demo_genome
+from longdna.data.tokens.shards import split_regions, tokenize_chromosome, write_manifest
 from longdna.models import build_model, load_pretrained
 from longdna.settings import PretrainConfig
 from longdna.train import pretrain as engine

@@ -399,7 +399,7 @@ def test_a_released_caduceus_comes_back_unchanged_from_import_and_export(tmp_pat
 
 
 def test_export_command_takes_pretraining_outputs_and_finetuned_runs(tmp_path: Path, capsys) -> None:
-    from longdna.data.benchmarks import BenchmarkInfo
+    from longdna.data.benchmarks.format import BenchmarkInfo
     from longdna.models import SequenceClassifier
     from longdna.settings import FinetuneConfig
     from longdna.train.finetune import save_finetuned
@@ -529,9 +529,9 @@ def test_a_local_checkpoint_is_imported_and_scored_like_a_pretraining_run(tmp_pa
     (summary.json, metrics.jsonl) with exactly the public model's next-token loss."""
     import torch.nn.functional as F
 
-    from longdna.data.demo_genome import DemoGenomeSpec, generate_demo_genome
-    from longdna.data.shards import GenomeShards, split_regions, tokenize_chromosome, write_manifest
-    from longdna.data.windows import SequentialWindows
+    from longdna.data.genome.demo import DemoGenomeSpec, generate_demo_genome
+    from longdna.data.tokens.shards import GenomeShards, split_regions, tokenize_chromosome, write_manifest
+    from longdna.data.tokens.windows import SequentialWindows
     from longdna.pretrained import import_pretrained, score_pretrained
     from longdna.settings import PretrainConfig
 

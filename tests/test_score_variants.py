@@ -22,8 +22,8 @@ from conftest import CI_CONFIG, snakemake
 from longdna import vocab
 from longdna.cli import main
 from longdna.config import ConfigError, load_schema, validate_config
-from longdna.data.demo_genome import DemoGenomeSpec, generate_demo_genome
-from longdna.data.fasta import write_bgzip_fasta
+from longdna.data.genome.demo import DemoGenomeSpec, generate_demo_genome
+from longdna.data.genome.fasta import write_bgzip_fasta
 from longdna.eval.variant_scoring import score_vcf, trim_alleles
 from longdna.models import build_model, load_pretrained, save_pretrained
 from longdna.settings import VariantScoringConfig

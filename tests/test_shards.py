@@ -10,10 +10,10 @@ import pytest
 from http_server import LocalHTTPServer
 
 from longdna import cli, vocab
-from longdna.data.demo_genome import DemoGenomeSpec, generate_demo_genome
-from longdna.data.fasta import fasta_lengths, read_fasta, write_bgzip_fasta
-from longdna.data.genome import fetch_split_bed
-from longdna.data.shards import (
+from longdna.data.genome.demo import DemoGenomeSpec, generate_demo_genome
+from longdna.data.genome.fasta import fasta_lengths, read_fasta, write_bgzip_fasta
+from longdna.data.genome.prepare import fetch_split_bed
+from longdna.data.tokens.shards import (
     GenomeShards,
     read_split_bed,
     scatter_chromosomes,

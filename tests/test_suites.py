@@ -21,13 +21,13 @@ from http_server import LocalHTTPServer
 
 from longdna import resources as estimates
 from longdna.config import ConfigError, finetune_runs, load_schema, validate_config
-from longdna.data.benchmarks import BenchmarkFormatError, read_benchmark
-from longdna.data.demo_genome import DemoGenomeSpec, generate_demo_genome
+from longdna.data.benchmarks.format import BenchmarkFormatError, read_benchmark
+from longdna.data.benchmarks.genomic_benchmarks import dataset_files
+from longdna.data.benchmarks.suite_inputs import load_registry
+from longdna.data.benchmarks.suites import SUITE_KEYS, check_keys, prepare_benchmark
 from longdna.data.download import ChecksumMismatchError
-from longdna.data.fasta import write_bgzip_fasta
-from longdna.data.genomic_benchmarks import dataset_files
-from longdna.data.suite_inputs import load_registry
-from longdna.data.suites import SUITE_KEYS, check_keys, prepare_benchmark
+from longdna.data.genome.demo import DemoGenomeSpec, generate_demo_genome
+from longdna.data.genome.fasta import write_bgzip_fasta
 from longdna.eval import BASELINES
 from longdna.eval.baselines import run_baselines
 from longdna.eval.metrics import CLASSIFICATION
@@ -539,7 +539,7 @@ def test_misplaced_keys_and_unknown_tasks_are_named(tmp_path: Path) -> None:
         ValueError,
         match=r"benchmarks.x: key\(s\) \['sha256'\] are not used by suite"
         r" 'nucleotide_transformer'.*its registry,"
-        r" longdna/data/registries/nucleotide_transformer.yaml",
+        r" longdna/data/benchmarks/registries/nucleotide_transformer.yaml",
     ):
         prepare_benchmark(
             "x", {"suite": "nucleotide_transformer", "task": "H3", "sha256": "0" * 64}, tmp_path, None, None, tmp_path

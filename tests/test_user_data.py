@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from longdna.data.benchmarks import BenchmarkFormatError, read_benchmark
-from longdna.data.suites import prepare_benchmark
+from longdna.data.benchmarks.format import BenchmarkFormatError, read_benchmark
+from longdna.data.benchmarks.suites import prepare_benchmark
 
 
 def write_csv(tmp_path: Path, rows: list[tuple], columns: tuple[str, ...] = ("sequence", "label", "split")) -> str:

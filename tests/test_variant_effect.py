@@ -15,7 +15,7 @@ import yaml
 from conftest import CI_CONFIG, snakemake
 
 from longdna import vocab
-from longdna.data.benchmarks import BenchmarkInfo, write_benchmark
+from longdna.data.benchmarks.format import BenchmarkInfo, write_benchmark
 from longdna.eval.variant_effect import fit_probe, variant_effect, variant_scores
 from longdna.models import build_model, save_pretrained
 from longdna.settings import FinetuneConfig, VariantEffectConfig

@@ -20,12 +20,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-REGISTRIES = REPO / "src" / "longdna" / "data" / "registries"
+REGISTRIES = REPO / "src" / "longdna" / "data" / "benchmarks" / "registries"
 
 #: run inside the installed package: where it was imported from, and every registry it ships, loaded
 PROBE = """
 import importlib.resources, json, longdna
-from longdna.data.suite_inputs import REGISTRIES, load_registry
+from longdna.data.benchmarks.suite_inputs import REGISTRIES, load_registry
 suites = sorted(p.name.removesuffix(".yaml") for p in REGISTRIES.iterdir() if p.name.endswith(".yaml"))
 print(json.dumps({"file": longdna.__file__, "registries": {s: sorted(load_registry(s)) for s in suites}}))
 """

@@ -11,11 +11,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from longdna import vocab
-from longdna.data.demo_genome import DemoGenomeSpec, generate_demo_genome
-from longdna.data.fasta import fasta_lengths, read_fasta, write_bgzip_fasta
-from longdna.data.intervals import fetch_interval_sequences
-from longdna.data.shards import GenomeShards, split_regions, tokenize_chromosome, write_manifest
-from longdna.data.windows import IntervalSequences, RandomWindows, SequentialWindows, reverse_complement_bases
+from longdna.data.genome.demo import DemoGenomeSpec, generate_demo_genome
+from longdna.data.genome.fasta import fasta_lengths, read_fasta, write_bgzip_fasta
+from longdna.data.genome.intervals import fetch_interval_sequences
+from longdna.data.tokens.shards import GenomeShards, split_regions, tokenize_chromosome, write_manifest
+from longdna.data.tokens.windows import IntervalSequences, RandomWindows, SequentialWindows, reverse_complement_bases
 
 SMALL = DemoGenomeSpec(chromosome_lengths=(60_000, 40_000, 30_000), telomere_gap=1000, centromere_gap=2000)
 

@@ -16,7 +16,7 @@ import yaml
 from conftest import CI_CONFIG, snakemake
 
 from longdna import vocab
-from longdna.data.shards import GenomeShards, verify_shards
+from longdna.data.tokens.shards import GenomeShards, verify_shards
 
 slow = pytest.mark.slow
 

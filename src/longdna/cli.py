@@ -4,7 +4,7 @@
   structure and size, sha256, token range) and, if given, the FASTA they came from; prints every problem, each
   naming its file, and exits 1 if there is any (a damaged shard is reported, never a crash).
 * ``longdna download SOURCE OUT.fa.gz [--cache-dir DIR] [--preset primary] [--include RE] [--exclude RE]
-  [--sha256 HEX | --md5 HEX] [--prefix chr]``: prepare a genome (see :mod:`longdna.data.genome`); SOURCE is
+  [--sha256 HEX | --md5 HEX] [--prefix chr]``: prepare a genome (see :mod:`longdna.data.genome.prepare`); SOURCE is
   anything ``genome.source`` accepts, or a YAML/JSON file holding a whole genome spec.
 * ``longdna score-variants --model MODEL_DIR --fasta GENOME --vcf IN.vcf[.gz] --out OUT.vcf.gz``: every record
   of the VCF with the model's zero-shot LLR and embedding distance per ALT (:mod:`longdna.eval.variant_scoring`).
@@ -42,7 +42,7 @@ def _genome_spec(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from longdna.data.shards import verify_shards
+    from longdna.data.tokens.shards import verify_shards
 
     problems = verify_shards(args.shard_dir, args.fasta)
     for problem in problems:
@@ -53,7 +53,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from longdna.data.genome import prepare_genome
+    from longdna.data.genome.prepare import prepare_genome
 
     written = prepare_genome(_genome_spec(args), args.out, args.cache_dir, progress=not args.quiet)
     total = sum(length for _, length in written)

@@ -155,8 +155,8 @@ def _check_settings(config: dict[str, Any]) -> None:
     (the demo genome). These need torch: where the Snakemake environment lacks it (``--use-conda`` on a login
     node), the jobs check the same when they start."""
     try:
-        from longdna.data.genome import known_sequence_lengths
-        from longdna.data.shards import split_regions
+        from longdna.data.genome.prepare import known_sequence_lengths
+        from longdna.data.tokens.shards import split_regions
         from longdna.models import build_config
         from longdna.settings import FinetuneConfig, PretrainConfig
     except ModuleNotFoundError as err:  # a third-party module (torch) missing here; never our own

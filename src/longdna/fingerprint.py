@@ -107,7 +107,7 @@ def pretrain_fingerprint(
     settings: Mapping[str, Any], arch: str, model_config: Mapping[str, Any], data: Any
 ) -> Fingerprint:
     """Fingerprint of a pretraining run: ``settings`` (the resolved pretrain settings), the model's resolved
-    config, ``data`` (:meth:`longdna.data.shards.GenomeShards.identity`) and the code."""
+    config, ``data`` (:meth:`longdna.data.tokens.shards.GenomeShards.identity`) and the code."""
     return Fingerprint.of(
         settings=training_settings(settings),
         model={"arch": arch, "config": dict(model_config)},

@@ -33,8 +33,8 @@ from typing import Any
 
 import torch
 
-from longdna.data.shards import GenomeShards
-from longdna.data.windows import SequentialWindows
+from longdna.data.tokens.shards import GenomeShards
+from longdna.data.tokens.windows import SequentialWindows
 from longdna.hub import fetch
 from longdna.io import read_json, write_json, write_text
 from longdna.models import load_pretrained, presets, save_pretrained

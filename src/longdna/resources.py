@@ -182,7 +182,7 @@ def baseline_resources(length: int, examples: int) -> dict[str, int]:
     }
 
 
-#: (length, examples) of each demo task by default (``longdna.data.demo_benchmarks.DEFAULTS``, checked by
+#: (length, examples) of each demo task by default (``longdna.data.benchmarks.demo.DEFAULTS``, checked by
 #: tests/test_cluster.py); a demo benchmark's config may change both
 DEMO_TASK_SIZES = {
     "motif": (200, 4000),

@@ -7,7 +7,7 @@ import re
 from types import SimpleNamespace
 
 from longdna.config import architecture, finetune_runs, finetune_settings, pretrain_settings, released_models
-from longdna.data.suite_inputs import load_registry
+from longdna.data.benchmarks.suite_inputs import load_registry
 from longdna.eval import BASELINES
 from snakemake.logging import logger
 
@@ -71,8 +71,8 @@ def checked_splits(wildcards):
     if "bed" in splits:
         return splits
     try:
-        from longdna.data.fasta import fasta_lengths
-        from longdna.data.shards import split_regions
+        from longdna.data.genome.fasta import fasta_lengths
+        from longdna.data.tokens.shards import split_regions
     except ModuleNotFoundError as err:  # a Snakemake environment without torch: the job checks
         if (err.name or "").startswith("longdna"):
             raise

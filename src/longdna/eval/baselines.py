@@ -1,7 +1,7 @@
 """Classical baselines: what a fine-tuned model has to beat before it is called useful.
 
 For one benchmark and one seed, on exactly the rows a fine-tuning run of that seed uses -- fitted on its
-training rows, chosen on the validation rows that :func:`longdna.data.splits.train_valid_split` carves with
+training rows, chosen on the validation rows that :func:`longdna.data.benchmarks.splits.train_valid_split` carves with
 the same seed and settings, scored once on the test rows -- three baselines (:data:`longdna.eval.BASELINES`):
 
 ``majority``
@@ -42,8 +42,8 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.multiclass import OneVsRestClassifier
 from threadpoolctl import threadpool_limits
 
-from longdna.data.benchmark_info import BenchmarkInfo, label_array, read_benchmark_files
-from longdna.data.splits import Carving, SplitSettings, train_valid_split
+from longdna.data.benchmarks.info import BenchmarkInfo, label_array, read_benchmark_files
+from longdna.data.benchmarks.splits import Carving, SplitSettings, train_valid_split
 from longdna.eval import BASELINES
 from longdna.eval.metrics import compute_metrics, point_predictions
 from longdna.io import atomic_path, write_json

@@ -7,7 +7,7 @@ views. The model is a pretraining output directory (``config.json``; pooling ``m
 fine-tuning run saved with ``save_model`` (``model.json``; its fine-tuned backbone, pooling and ``rc_conjoin``
 unless given).
 
-Records are read one at a time (:func:`longdna.data.fasta.read_fasta`: plain or gzip, validated) and written
+Records are read one at a time (:func:`longdna.data.genome.fasta.read_fasta`: plain or gzip, validated) and written
 as they are embedded, so memory holds one batch whatever the file's size. A batch is a run of consecutive
 records of the same length (at most ``tokens_per_batch`` tokens, at least one record): nothing is padded, so
 a record's vector never depends on the records around it. ``max_length`` crops longer records to their
@@ -37,7 +37,7 @@ import torch
 from tqdm import tqdm
 
 from longdna import vocab
-from longdna.data.fasta import read_fasta
+from longdna.data.genome.fasta import read_fasta
 from longdna.eval.inference import autocast, inference_device
 from longdna.io import atomic_path, read_json
 from longdna.models import SequenceClassifier, load_pretrained

@@ -1,6 +1,6 @@
 """Zero-shot length extrapolation of fine-tuned models: the test split re-cut at multiples of the training length.
 
-A benchmark with locus columns (``longdna.data.benchmarks``) can be cut again around the same cores at any
+A benchmark with locus columns (``longdna.data.benchmarks.format``) can be cut again around the same cores at any
 length: the Genomics Long-Range Benchmark from its coordinates, the demo tasks from their loci and implanted
 cores. :func:`evaluate_extrapolation` takes one saved run -- a fine-tuned classifier (``save_model``) or a
 variant-effect probe -- and scores its benchmark's test examples at ``multiple x`` the length it was trained
@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 
 from longdna import vocab
-from longdna.data.benchmarks import is_resizable, read_benchmark, resize_examples
+from longdna.data.benchmarks.format import is_resizable, read_benchmark, resize_examples
 from longdna.eval.inference import autocast, embed, encode_batch, inference_device
 from longdna.eval.metrics import compute_metrics
 from longdna.eval.variant_effect import load_probe, score_rows, zero_shot_metrics

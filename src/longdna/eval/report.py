@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from longdna.data.benchmark_info import TaskType
+from longdna.data.benchmarks.info import TaskType
 from longdna.eval import BASELINES
 from longdna.eval.metrics import compute_metrics
 from longdna.io import atomic_path, read_json, write_text

@@ -45,7 +45,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from longdna import vocab
-from longdna.data.benchmarks import is_variant_benchmark, read_benchmark
+from longdna.data.benchmarks.format import is_variant_benchmark, read_benchmark
 from longdna.eval.inference import autocast, embed, encode_batch, inference_device, window_mask
 from longdna.eval.metrics import auprc, auroc, compute_metrics
 from longdna.fingerprint import finetune_fingerprint

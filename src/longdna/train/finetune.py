@@ -52,9 +52,9 @@ from safetensors.torch import load_model, save_model
 from torch import Tensor
 
 from longdna import vocab
-from longdna.data.benchmark_info import SPLITS, label_array
-from longdna.data.benchmarks import BenchmarkInfo, is_variant_benchmark, read_benchmark
-from longdna.data.splits import train_valid_split
+from longdna.data.benchmarks.format import BenchmarkInfo, is_variant_benchmark, read_benchmark
+from longdna.data.benchmarks.info import SPLITS, label_array
+from longdna.data.benchmarks.splits import train_valid_split
 from longdna.device import job_device
 from longdna.eval.metrics import compute_metrics, point_predictions
 from longdna.fingerprint import finetune_fingerprint

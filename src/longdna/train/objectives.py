@@ -15,7 +15,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from longdna import vocab
-from longdna.data.windows import mix64
+from longdna.data.tokens.windows import mix64
 
 IGNORE_INDEX = -100
 NOT_TARGETS = (vocab.N, vocab.PAD)

@@ -46,8 +46,8 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from longdna.data.shards import GenomeShards, ShardError
-from longdna.data.windows import RandomWindows, SequentialWindows, mix64
+from longdna.data.tokens.shards import GenomeShards, ShardError
+from longdna.data.tokens.windows import RandomWindows, SequentialWindows, mix64
 from longdna.fingerprint import SHORT, pretrain_fingerprint, training_settings
 from longdna.io import DiskFullError, sort_safetensors_metadata, write_json
 from longdna.models import ARCHITECTURES, DNALanguageModel, build_model, save_pretrained

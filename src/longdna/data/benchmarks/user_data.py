@@ -9,7 +9,8 @@ the cache and checked against ``sha256`` when given):
 ``fasta``
     plain or gzipped FASTA with the label in each header: a ``label=VALUE`` field (fields separated by
     whitespace or ``|``), else the text after the last ``|`` of the header's first word (``>seq7|enhancer``);
-    an optional ``split=VALUE`` field gives the split (see :func:`~longdna.data.suite_inputs.read_labelled_fasta`).
+    an optional ``split=VALUE`` field gives the split (see
+    :func:`~longdna.data.benchmarks.suite_inputs.read_labelled_fasta`).
 ``bed``
     tab-separated intervals cut from the benchmark's ``genome`` (0-based, half-open; reverse-complemented on
     strand ``-``). Columns: a ``#``-prefixed header line names them (it must name ``chrom``, ``start``,
@@ -44,10 +45,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from longdna.data.benchmarks import SPLITS, BenchmarkFormatError, BenchmarkInfo, write_benchmark
-from longdna.data.fasta import fasta_lengths
-from longdna.data.intervals import fetch_interval_sequences
-from longdna.data.suite_inputs import (
+from longdna.data.benchmarks.format import SPLITS, BenchmarkFormatError, BenchmarkInfo, write_benchmark
+from longdna.data.benchmarks.suite_inputs import (
     check_columns,
     check_intervals,
     check_sequences,
@@ -57,6 +56,8 @@ from longdna.data.suite_inputs import (
     float_labels,
     read_labelled_fasta,
 )
+from longdna.data.genome.fasta import fasta_lengths
+from longdna.data.genome.intervals import fetch_interval_sequences
 from longdna.eval.metrics import CLASSIFICATION, REGRESSION
 
 SUITE = "user"

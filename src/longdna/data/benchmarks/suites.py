@@ -1,17 +1,20 @@
-"""Benchmark suites: turn a benchmark's config entry into a benchmark directory (see data/benchmarks.py).
+"""Benchmark suites: turn a benchmark's config entry into a benchmark directory (the format:
+:mod:`longdna.data.benchmarks.format`).
 
 :func:`prepare_benchmark` dispatches on ``spec["suite"]``; each suite function writes the common format:
 
 ``demo``
-    tasks generated from the demo genome (:mod:`longdna.data.demo_benchmarks`);
+    tasks generated from the demo genome (:mod:`longdna.data.benchmarks.demo`);
 ``genomic_benchmarks``
-    GenomicBenchmarks interval lists cut from genomes of the genome stage (:mod:`longdna.data.genomic_benchmarks`);
+    GenomicBenchmarks interval lists cut from genomes of the genome stage
+    (:mod:`longdna.data.benchmarks.genomic_benchmarks`);
 ``nucleotide_transformer``
-    the Nucleotide Transformer tasks' FASTA files (:mod:`longdna.data.nucleotide_transformer`);
+    the Nucleotide Transformer tasks' FASTA files (:mod:`longdna.data.benchmarks.nucleotide_transformer`);
 ``user``
-    your own CSV/TSV/Parquet, FASTA or BED data (:mod:`longdna.data.user_data`);
+    your own CSV/TSV/Parquet, FASTA or BED data (:mod:`longdna.data.benchmarks.user_data`);
 ``long_range``
-    the Genomics Long-Range Benchmark's tasks cut from the genome at any length (:mod:`longdna.data.long_range`).
+    the Genomics Long-Range Benchmark's tasks cut from the genome at any length
+    (:mod:`longdna.data.benchmarks.long_range`).
 
 Besides the config entry's keys, ``spec`` may hold ``reference_fastas`` (role -> FASTA path), which the
 workflow fills from the entry's ``references`` (role -> key of genomes) for suites that cut intervals from
@@ -24,13 +27,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from longdna.data.demo_benchmarks import make_demo_benchmark
-from longdna.data.demo_genome import DemoGenomeSpec
-from longdna.data.fasta import fasta_lengths
-from longdna.data.genomic_benchmarks import prepare_genomic_benchmark
-from longdna.data.long_range import prepare_long_range
-from longdna.data.nucleotide_transformer import prepare_nucleotide_transformer
-from longdna.data.user_data import prepare_user_benchmark
+from longdna.data.benchmarks.demo import make_demo_benchmark
+from longdna.data.benchmarks.genomic_benchmarks import prepare_genomic_benchmark
+from longdna.data.benchmarks.long_range import prepare_long_range
+from longdna.data.benchmarks.nucleotide_transformer import prepare_nucleotide_transformer
+from longdna.data.benchmarks.user_data import prepare_user_benchmark
+from longdna.data.genome.demo import DemoGenomeSpec
+from longdna.data.genome.fasta import fasta_lengths
 from longdna.eval.metrics import CLASSIFICATION
 
 #: keys of every suite, read by the workflow: the benchmark's fine-tuning settings and its seeds
@@ -97,7 +100,7 @@ def check_keys(name: str, spec: dict[str, Any]) -> None:
         return
     hint = ""
     if "sha256" in unused:  # these suites download several files, each with its own checksum
-        hint = f"; checksums of the {suite} files are in its registry, longdna/data/registries/{suite}.yaml"
+        hint = f"; checksums of the {suite} files are in its registry, longdna/data/benchmarks/registries/{suite}.yaml"
     raise ValueError(
         f"benchmarks.{name}: key(s) {unused} are not used by suite {suite!r}"
         f" (it reads {sorted(SUITE_KEYS[suite] - {'reference_fastas'})}){hint}"

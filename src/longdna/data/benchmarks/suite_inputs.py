@@ -1,8 +1,8 @@
 """Reading the source files of benchmark suites, with errors that name the file and the row.
 
-Shared by the GenomicBenchmarks, Nucleotide Transformer and user-data suites (``longdna.data.suites``):
+Shared by the GenomicBenchmarks, Nucleotide Transformer and user-data suites (``longdna.data.benchmarks.suites``):
 
-* :func:`load_registry`: a suite's registry, ``longdna/data/registries/<suite>.yaml`` (files, URLs,
+* :func:`load_registry`: a suite's registry, ``longdna/data/benchmarks/registries/<suite>.yaml`` (files, URLs,
   checksums), shipped inside the package;
 * :func:`fetch_input`: a URL downloaded into the cache (resumable, verified when a sha256 is known) or a
   local path;
@@ -10,9 +10,9 @@ Shared by the GenomicBenchmarks, Nucleotide Transformer and user-data suites (``
 * :func:`check_columns`, :func:`check_sequences`, :func:`check_intervals`, :func:`encode_labels`,
   :func:`float_labels`, :func:`check_splits`: validation of what was read.
 
-Rows are numbered from 1 over the data, as in ``longdna.data.benchmarks`` (a CSV's header line and a BED's
+Rows are numbered from 1 over the data, as in ``longdna.data.benchmarks.format`` (a CSV's header line and a BED's
 comment lines are not counted); FASTA records are numbered from 1 in file order, and their header line is
-given too. Every check runs before anything is written, and :func:`longdna.data.benchmarks.write_benchmark`
+given too. Every check runs before anything is written, and :func:`longdna.data.benchmarks.format.write_benchmark`
 writes atomically, so a bad input leaves no benchmark behind.
 """
 
@@ -33,13 +33,13 @@ import pandas as pd
 import yaml
 
 from longdna import vocab
-from longdna.data.benchmarks import SPLITS, BenchmarkFormatError
+from longdna.data.benchmarks.format import SPLITS, BenchmarkFormatError
 from longdna.data.download import Checksum, download, verify_checksum
-from longdna.data.fasta import open_maybe_gzip
-from longdna.data.genome import _cache_path
+from longdna.data.genome.fasta import open_maybe_gzip
+from longdna.data.genome.prepare import _cache_path
 
 #: package data (pyproject.toml), so that an installed longdna finds them wherever it runs
-REGISTRIES = importlib.resources.files("longdna.data") / "registries"
+REGISTRIES = importlib.resources.files("longdna.data.benchmarks") / "registries"
 REMOTE_SCHEMES = ("http", "https", "ftp")
 #: ``label=VALUE`` / ``split=VALUE`` fields of a FASTA header, separated by whitespace or ``|``
 _HEADER_FIELD = re.compile(r"(?:^|[\s|])(label|split)=([^\s|]+)")

@@ -1,4 +1,4 @@
-"""Datasets of token windows over :class:`~longdna.data.shards.GenomeShards`.
+"""Datasets of token windows over :class:`~longdna.data.tokens.shards.GenomeShards`.
 
 Every item is a pure function of the dataset's arguments and the item index, so a training run that restarts
 at sample ``i`` sees exactly the windows it would have seen, whatever the number of DataLoader workers or
@@ -8,7 +8,7 @@ processes. Windows are slices of memory-mapped arrays: no per-base Python anywhe
   reverse-complemented, indexed by the global sample number (so a resumed run continues exactly);
 * :class:`SequentialWindows`: non-overlapping windows tiling a split, for evaluation;
 * :class:`IntervalSequences`: BED-like intervals (benchmarks) as token tensors, from shards or an indexed
-  FASTA (their strings, for the torch-free benchmark jobs: :mod:`longdna.data.intervals`).
+  FASTA (their strings, for the torch-free benchmark jobs: :mod:`longdna.data.genome.intervals`).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import torch
 from torch.utils.data import Dataset
 
 from longdna import vocab
-from longdna.data.fasta import fetch_sequence, read_fai
-from longdna.data.intervals import checked_intervals
-from longdna.data.shards import GenomeShards, encode_bases
+from longdna.data.genome.fasta import fetch_sequence, read_fai
+from longdna.data.genome.intervals import checked_intervals
+from longdna.data.tokens.shards import GenomeShards, encode_bases
 
 _MASK64 = (1 << 64) - 1
 MAX_ATTEMPTS = 100

@@ -5,7 +5,7 @@ A genome is described by a plain dict (the workflow config's ``genome`` section)
 ``source`` (str)
     One of:
 
-    * ``"demo"``: the synthetic genome of :mod:`longdna.data.demo_genome`, built from the ``demo`` key;
+    * ``"demo"``: the synthetic genome of :mod:`longdna.data.genome.demo`, built from the ``demo`` key;
     * a UCSC assembly name (``hg38``, ``hg19``, ``hs1``, ``mm39``, ``mm10``, ``dm6``, ``ce11``, ``danRer11``,
       ...: lower-case letters, optional further letters, then digits), resolved to
       ``{base_url}/{name}/bigZips/{name}.fa.gz`` (default ``base_url``
@@ -41,7 +41,7 @@ A genome is described by a plain dict (the workflow config's ``genome`` section)
     Prepended to every kept name, e.g. ``chr`` to give an Ensembl genome the UCSC-style names that
     GenomicBenchmarks' interval files use.
 ``demo`` (dict)
-    :class:`~longdna.data.demo_genome.DemoGenomeSpec` fields (``seed``, ``chromosome_lengths``, ...).
+    :class:`~longdna.data.genome.demo.DemoGenomeSpec` fields (``seed``, ``chromosome_lengths``, ...).
 
 Example::
 
@@ -66,7 +66,6 @@ from typing import Any
 
 import pandas as pd
 
-from longdna.data.demo_genome import DemoGenomeSpec, generate_demo_genome
 from longdna.data.download import (
     Checksum,
     download,
@@ -75,8 +74,9 @@ from longdna.data.download import (
     url_filename,
     verify_checksum,
 )
-from longdna.data.fasta import FastaFormatError, read_fasta, write_bgzip_fasta
-from longdna.data.shards import read_split_bed
+from longdna.data.genome.demo import DemoGenomeSpec, generate_demo_genome
+from longdna.data.genome.fasta import FastaFormatError, read_fasta, write_bgzip_fasta
+from longdna.data.tokens.shards import read_split_bed
 
 UCSC_BASE_URL = "https://hgdownload.soe.ucsc.edu/goldenPath"
 ENSEMBL_BASE_URL = "https://ftp.ensembl.org/pub"
@@ -342,7 +342,7 @@ def split_bed_regions(
     chrom_lengths: dict[str, int],
     progress: bool = True,
 ) -> pd.DataFrame:
-    """The split regions of a splits BED (:func:`longdna.data.shards.read_split_bed`), downloaded into the
+    """The split regions of a splits BED (:func:`longdna.data.tokens.shards.read_split_bed`), downloaded into the
     cache if a URL (a cached copy that does not read as a splits BED is downloaded again, once)."""
     text = str(url_or_path)
     if urllib.parse.urlsplit(text).scheme.lower() in ("http", "https", "ftp"):

@@ -19,7 +19,7 @@ A benchmark is a directory with two files:
       so :func:`resize_examples` can re-cut the same example at any other length (zero-shot length
       extrapolation).
 ``benchmark.json``
-    :class:`BenchmarkInfo` (:mod:`longdna.data.benchmark_info`, re-exported here): task type, number of
+    :class:`BenchmarkInfo` (:mod:`longdna.data.benchmarks.info`, re-exported here): task type, number of
     outputs, class names, the metric the literature reports, provenance, the rows and lengths of each split
     (``sizes``, filled in by :func:`write_benchmark`) and, for user data, the duplicates found (``duplicates``).
 
@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from longdna import vocab
-from longdna.data.benchmark_info import (  # noqa: F401 (re-exported: the format's names live here too)
+from longdna.data.benchmarks.info import (  # noqa: F401 (re-exported: the format's names live here too)
     DATA_FILE,
     INFO_FILE,
     SPLITS,
@@ -47,7 +47,7 @@ from longdna.data.benchmark_info import (  # noqa: F401 (re-exported: the format
     read_benchmark_files,
     split_sizes,
 )
-from longdna.data.fasta import fetch_sequence, read_fai
+from longdna.data.genome.fasta import fetch_sequence, read_fai
 from longdna.io import atomic_path, write_json
 
 VARIANT_COLUMNS = ("alt_sequence", "variant_position")

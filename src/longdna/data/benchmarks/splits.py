@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from longdna.data.benchmark_info import BenchmarkInfo
+from longdna.data.benchmarks.info import BenchmarkInfo
 
 
 class SplitSettings(Protocol):

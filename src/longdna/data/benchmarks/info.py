@@ -1,6 +1,6 @@
 """The benchmark format's file names and metadata, free of torch and pysam.
 
-:mod:`longdna.data.benchmarks` defines the format, validates it and re-exports these names; this module holds
+:mod:`longdna.data.benchmarks.format` defines the format, validates it and re-exports these names; this module holds
 what readers outside the torch environment need -- the evaluation stage's classical baselines
 (:mod:`longdna.eval.baselines`) read a benchmark with :func:`read_benchmark_files`, and the workflow's
 resource estimates read ``benchmark.json``'s ``sizes`` with the standard library alone.
@@ -52,7 +52,8 @@ class BenchmarkInfo:
     notes: str = ""
     #: per split: ``rows``, ``bases`` (summed lengths) and ``max_length``; written by ``write_benchmark``
     sizes: dict[str, dict[str, int]] = field(default_factory=dict)
-    #: user data: duplicate sequences found, and rows removed or dropped for them (``longdna.data.user_data``)
+    #: user data: duplicate sequences found, and rows removed or dropped for them
+    #: (:mod:`longdna.data.benchmarks.user_data`)
     duplicates: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

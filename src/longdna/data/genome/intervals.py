@@ -1,7 +1,7 @@
 """BED-like intervals (chrom, start, end[, strand]) of a genome: checked against it and read as strings.
 
 Torch-free, for the benchmark jobs that materialise interval sequences; the training-side dataset of the same
-intervals as token tensors is :class:`longdna.data.windows.IntervalSequences`, which shares the checks.
+intervals as token tensors is :class:`longdna.data.tokens.windows.IntervalSequences`, which shares the checks.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from longdna.data.fasta import fetch_sequence, read_fai
+from longdna.data.genome.fasta import fetch_sequence, read_fai
 
 #: complement of every IUPAC code, case kept (as Biopython's ``Seq.reverse_complement``), for string output
 _IUPAC_COMPLEMENT = bytes.maketrans(b"ACGTURYKMBVDHSWNacgturykmbvdhswn", b"TGCAAYRMKVBHDSWNtgcaayrmkvbhdswn")

@@ -1,11 +1,12 @@
 """GenomicBenchmarks (Grešová et al. 2023): interval lists materialised from genomes of the genome stage.
 
-The registry (``longdna/data/registries/genomic_benchmarks.yaml``) names, per dataset, the gzipped interval CSVs
-of each split and class at a pinned revision of the GenomicBenchmarks repository, the classes in label order
-and the reference each class is cut from. A sequence is ``reference[region][start:end]`` (0-based, half-open),
-reverse-complemented when ``strand`` is ``-`` and with the reference's case kept: what the package's loader
-(``loc2seq``) produces from the same reference, here by :func:`longdna.data.intervals.fetch_interval_sequences`
-on the bgzip FASTA of the genome stage, each reference read once for all files that use it.
+The registry (``longdna/data/benchmarks/registries/genomic_benchmarks.yaml``) names, per dataset, the gzipped
+interval CSVs of each split and class at a pinned revision of the GenomicBenchmarks repository, the classes in
+label order and the reference each class is cut from. A sequence is ``reference[region][start:end]`` (0-based,
+half-open), reverse-complemented when ``strand`` is ``-`` and with the reference's case kept: what the
+package's loader (``loc2seq``) produces from the same reference, here by
+:func:`longdna.data.genome.intervals.fetch_interval_sequences` on the bgzip FASTA of the genome stage, each
+reference read once for all files that use it.
 
 Reference roles: ``genome`` is the benchmark's ``genome``; datasets with classes from a second reference
 (``demo_human_or_worm``: ``worm``; ``demo_coding_vs_intergenomic_seqs``: ``transcriptome``) get it from the
@@ -23,10 +24,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from longdna.data.benchmarks import BenchmarkFormatError, BenchmarkInfo, write_benchmark
-from longdna.data.fasta import fasta_lengths
-from longdna.data.intervals import fetch_interval_sequences
-from longdna.data.suite_inputs import check_columns, check_intervals, fetch_input, load_registry
+from longdna.data.benchmarks.format import BenchmarkFormatError, BenchmarkInfo, write_benchmark
+from longdna.data.benchmarks.suite_inputs import check_columns, check_intervals, fetch_input, load_registry
+from longdna.data.genome.fasta import fasta_lengths
+from longdna.data.genome.intervals import fetch_interval_sequences
 
 SUITE = "genomic_benchmarks"
 COLUMNS = ("id", "region", "start", "end", "strand")

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from longdna.data.fasta import write_bgzip_fasta
+from longdna.data.genome.fasta import write_bgzip_fasta
 
 ALPHABET = np.frombuffer(b"ACGT", dtype=np.uint8)
 COMPLEMENT_BYTES = np.zeros(256, dtype=np.uint8)

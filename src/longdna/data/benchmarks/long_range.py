@@ -2,11 +2,11 @@
 
 The benchmark's dataset files hold coordinates and labels; its loading script cuts each example from a UCSC
 reference around them. :func:`prepare_long_range` does the same from the workflow's genome: it downloads a
-task's files (``longdna/data/registries/long_range.yaml`` pins the revision and describes each task), builds the
-loci, keeps the rows whose window fits in its chromosome (as the script does), cuts the windows
-(:func:`longdna.data.benchmarks.cut_windows`) and writes the common benchmark format with the locus columns,
-so the evaluation can re-cut every example at another length. Variant tasks get the reference window as
-``sequence`` and the alternative allele at the window's centre as ``alt_sequence``.
+task's files (``longdna/data/benchmarks/registries/long_range.yaml`` pins the revision and describes each
+task), builds the loci, keeps the rows whose window fits in its chromosome (as the script does), cuts the
+windows (:func:`longdna.data.benchmarks.format.cut_windows`) and writes the common benchmark format with the
+locus columns, so the evaluation can re-cut every example at another length. Variant tasks get the reference
+window as ``sequence`` and the alternative allele at the window's centre as ``alt_sequence``.
 
 Deviations from the loading script, all deliberate: a window around an interval whose width has the other
 parity than the length is ``length`` bases long (the script returns ``length - 1``: ours without its first
@@ -24,9 +24,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from longdna.data.benchmarks import BenchmarkFormatError, BenchmarkInfo, cut_windows, window_starts, write_benchmark
-from longdna.data.fasta import fasta_lengths
-from longdna.data.suite_inputs import check_columns, encode_labels, fetch_input, load_registry
+from longdna.data.benchmarks.format import (
+    BenchmarkFormatError,
+    BenchmarkInfo,
+    cut_windows,
+    window_starts,
+    write_benchmark,
+)
+from longdna.data.benchmarks.suite_inputs import check_columns, encode_labels, fetch_input, load_registry
+from longdna.data.genome.fasta import fasta_lengths
 
 SUITE = "long_range"
 #: genome ``source`` values that name a UCSC assembly the tasks can be checked against

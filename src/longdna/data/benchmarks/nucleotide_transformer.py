@@ -1,9 +1,9 @@
 """The Nucleotide Transformer downstream tasks (Dalla-Torre et al.), from their Hugging Face dataset files.
 
-The registry (``longdna/data/registries/nucleotide_transformer.yaml``) pins a revision of
+The registry (``longdna/data/benchmarks/registries/nucleotide_transformer.yaml``) pins a revision of
 ``InstaDeepAI/nucleotide_transformer_downstream_tasks`` and lists, per task, the number of classes, the metric
 the papers report and the sha256 of each file. A task has one FASTA file per split, ``{task}/{split}.fna``,
-with headers ``>{name}|{label}`` (see :func:`longdna.data.suite_inputs.read_labelled_fasta`); the official
+with headers ``>{name}|{label}`` (see :func:`longdna.data.benchmarks.suite_inputs.read_labelled_fasta`); the official
 train and test splits are kept as they are (validation is carved from train at fine-tuning time, as Caduceus
 does).
 """
@@ -15,8 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from longdna.data.benchmarks import BenchmarkFormatError, BenchmarkInfo, write_benchmark
-from longdna.data.suite_inputs import (
+from longdna.data.benchmarks.format import BenchmarkFormatError, BenchmarkInfo, write_benchmark
+from longdna.data.benchmarks.suite_inputs import (
     check_sequences,
     encode_labels,
     fetch_input,

@@ -34,7 +34,7 @@ Labels come from elements implanted into the backgrounds:
 
 Every example also records its locus (the background window's ``chrom``, ``start``, ``end``, strand ``+``)
 and its ``core`` (the window with the elements implanted), the benchmark format's locus columns: the same
-example can be re-cut at any length (``longdna.data.benchmarks.resize_examples``), the implanted window
+example can be re-cut at any length (``longdna.data.benchmarks.format.resize_examples``), the implanted window
 staying in the middle of a longer stretch of its own chromosome (zero-shot length extrapolation).
 """
 
@@ -47,8 +47,8 @@ import numpy as np
 import pandas as pd
 import pysam
 
-from longdna.data.benchmarks import BenchmarkInfo, write_benchmark
-from longdna.data.demo_genome import DemoGenomeSpec, motif_consensus, mutate, reverse_complement_bytes, tandem_array
+from longdna.data.benchmarks.format import BenchmarkInfo, write_benchmark
+from longdna.data.genome.demo import DemoGenomeSpec, motif_consensus, mutate, reverse_complement_bytes, tandem_array
 
 TASKS = ("motif", "multiclass", "long_range", "centred")
 
@@ -221,7 +221,7 @@ def make_demo_benchmark(
         metric=defaults.metric,
         suite="demo",
         label_names=list(defaults.label_names),
-        source=f"longdna.data.demo_benchmarks task {task!r}, seed {seed}, from the demo genome",
+        source=f"longdna.data.benchmarks.demo task {task!r}, seed {seed}, from the demo genome",
     )
     write_benchmark(out_dir, frame, info)
     return frame

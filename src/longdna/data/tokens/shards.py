@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from longdna import vocab
-from longdna.data.fasta import fetch_sequence, read_fai
+from longdna.data.genome.fasta import fetch_sequence, read_fai
 from longdna.io import atomic_path, read_json, remove_temporaries, write_json
 
 MANIFEST = "manifest.parquet"

@@ -1,0 +1,1 @@
+"""Benchmarks: the on-disk format, the suites materialised into it and the carving of their splits."""

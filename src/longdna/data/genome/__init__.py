@@ -1,0 +1,1 @@
+"""Reference genomes: acquired, normalised to indexed bgzip FASTA and read by range or interval."""

@@ -1,0 +1,1 @@
+"""A genome as token shards (the tokenize stage) and the datasets of token windows training reads."""
