@@ -122,7 +122,8 @@ def run_model(
 
 
 def run_classical(bench_dir: str, out_dir: str, seed: int, settings: dict[str, Any]) -> dict[str, dict[str, float]]:
-    carving = Carving(valid_fraction=settings.get("valid_fraction", 0.1), kfold=settings.get("kfold"))
+    config = FinetuneConfig.from_dict(settings)
+    carving = Carving(valid_fraction=config.valid_fraction, kfold=config.kfold)
     out_dirs = {b: Path(out_dir) / b for b in BASELINES}
     if all((d / "metrics.json").exists() for d in out_dirs.values()):
         summaries = {b: json.loads((d / "metrics.json").read_text()) for b, d in out_dirs.items()}

@@ -16,7 +16,7 @@ from longdna.data.benchmarks.format import BenchmarkInfo
 from longdna.eval.embeddings import embed_fasta
 from longdna.models import SequenceClassifier, build_model, load_pretrained, save_pretrained
 from longdna.settings import EmbeddingConfig, FinetuneConfig
-from longdna.train.finetune import save_finetuned
+from longdna.train.finetuned import save_finetuned
 
 TINY = {
     "hyenadna": {"d_model": 8, "n_layer": 1, "l_max": 66},

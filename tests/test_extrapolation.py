@@ -21,7 +21,8 @@ from longdna.data.genome.demo import DemoGenomeSpec, generate_demo_genome
 from longdna.eval.extrapolation import _pool_mask, classifier_scores, evaluate_extrapolation
 from longdna.models import SequenceClassifier, build_model, save_pretrained
 from longdna.settings import ExtrapolationConfig, FinetuneConfig
-from longdna.train.finetune import finetune, load_finetuned
+from longdna.train.finetune import finetune
+from longdna.train.finetuned import load_finetuned
 
 GENOME = DemoGenomeSpec(
     chromosome_lengths=(60_000, 50_000, 50_000),

@@ -12,11 +12,13 @@ import torch
 
 from longdna import vocab
 from longdna.data.benchmarks.format import BenchmarkInfo, write_benchmark
+from longdna.data.benchmarks.splits import train_valid_split
 from longdna.models import SequenceClassifier, build_model, save_pretrained
 from longdna.models.base import pool
 from longdna.models.heads import reverse_complement_padded
 from longdna.settings import FinetuneConfig
-from longdna.train.finetune import crop, finetune, fit_head, pad_batch, train_valid_split
+from longdna.train.finetune import finetune, fit_head, pad_batch
+from longdna.train.finetuned import crop
 
 TINY = dict(d_model=16, n_layer=1, d_inner=32, l_max=130, embed_dropout=0.0)
 
@@ -245,8 +247,8 @@ def test_segments_pooling_ignores_padding_and_reverses_with_the_sequence() -> No
     torch.testing.assert_close(reversed_segments, segments)  # a base on a boundary is split, so this is exact
     torch.testing.assert_close(pool(hidden, mask, "segments", segments=1), pool(hidden, mask, "mean"))
     torch.testing.assert_close(
-        pool(hidden, mask, "segments", segments=3).unflatten(1, (3, 3)).mean(1), pool(hidden, mask, "mean")
-    )  # 7 bases in 3 equal shares: the mean of the parts
+        pool(hidden, mask, "segments", segments=3).unflatten(1, (3, 3)).sum(1), pool(hidden, mask, "mean")
+    )  # 7 bases in 3 equal shares: the parts add up to the mean
 
 
 @pytest.mark.parametrize("arch", ["hyenadna", "caduceus-ps"])

@@ -402,7 +402,7 @@ def test_export_command_takes_pretraining_outputs_and_finetuned_runs(tmp_path: P
     from longdna.data.benchmarks.format import BenchmarkInfo
     from longdna.models import SequenceClassifier
     from longdna.settings import FinetuneConfig
-    from longdna.train.finetune import save_finetuned
+    from longdna.train.finetuned import save_finetuned
 
     model = our_hyenadna()
     save_pretrained(model, tmp_path / "pretrained", pretrain={"objective": "causal", "config": {"seq_len": 64}})

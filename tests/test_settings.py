@@ -12,7 +12,7 @@ import pytest
 
 from longdna import settings
 from longdna.config import load_schema
-from longdna.models.catalog import DEFAULT_SHAPES
+from longdna.models.catalog import DEFAULT_SHAPES, POOLINGS
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = load_schema(REPO / "workflow/schemas/config.schema.yaml")
@@ -45,6 +45,10 @@ def test_default_shapes_are_the_config_defaults() -> None:
     for arch, shape in DEFAULT_SHAPES.items():
         config = build_config(arch)
         assert shape == (config.d_model, config.n_layer), arch
+
+
+def test_schema_poolings_are_the_model_packages() -> None:
+    assert SCHEMA["$defs"]["finetune_settings"]["properties"]["pooling"]["enum"] == list(POOLINGS)
 
 
 def documented_keys(config_class: type) -> set[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from http_server import LocalHTTPServer
 
@@ -16,7 +15,6 @@ from longdna.data.genome.prepare import fetch_split_bed
 from longdna.data.tokens.shards import (
     GenomeShards,
     read_split_bed,
-    scatter_chromosomes,
     split_regions,
     tokenize_chromosome,
     verify_shards,
@@ -153,14 +151,3 @@ def test_tokenize_rejects_invalid_characters(tmp_path: Path) -> None:
     with pytest.raises(vocab.InvalidSequenceError, match=r"g\.fa:c: character 'X' at position 5"):
         tokenize_chromosome(fasta, "c", tmp_path / "shards")
     assert not (tmp_path / "shards").exists() or not list((tmp_path / "shards").iterdir())
-
-
-def test_scatter_chromosomes() -> None:
-    lengths = {"chr1": 100, "chr2": 90, "chr3": 50, "chr4": 40, "u1": 5, "u2": 5, "u3": 4}
-    groups = scatter_chromosomes(lengths, 3)
-    assert sorted(c for g in groups for c in g) == sorted(lengths)
-    loads = [sum(lengths[c] for c in g) for g in groups]
-    assert max(loads) - min(loads) <= 10
-    assert all(g == sorted(g, key=list(lengths).index) for g in groups)
-    assert scatter_chromosomes({"a": 1}, 8) == [["a"]]
-    assert pd.Series([len(g) for g in scatter_chromosomes(lengths, 100)]).eq(1).all()

@@ -23,6 +23,7 @@ from longdna import resources as estimates
 from longdna.config import ConfigError, finetune_runs, load_schema, validate_config
 from longdna.data.benchmarks.format import BenchmarkFormatError, read_benchmark
 from longdna.data.benchmarks.genomic_benchmarks import dataset_files
+from longdna.data.benchmarks.info import METRICS, TaskType
 from longdna.data.benchmarks.suite_inputs import load_registry
 from longdna.data.benchmarks.suites import SUITE_KEYS, check_keys, prepare_benchmark
 from longdna.data.download import ChecksumMismatchError
@@ -30,7 +31,6 @@ from longdna.data.genome.demo import DemoGenomeSpec, generate_demo_genome
 from longdna.data.genome.fasta import write_bgzip_fasta
 from longdna.eval import BASELINES
 from longdna.eval.baselines import run_baselines
-from longdna.eval.metrics import CLASSIFICATION
 from longdna.eval.report import write_evaluation
 from longdna.models import build_model, save_pretrained
 from longdna.settings import FinetuneConfig
@@ -582,7 +582,7 @@ def test_registries_published_numbers_and_hg38_config_agree() -> None:
         assert sorted(dataset["files"]) == sorted(p for _, _, p in dataset_files(dataset, gb["splits"]))
         assert dataset["classes"] == sorted(dataset["classes"])
     for task in nt["tasks"].values():
-        assert task["metric"] in CLASSIFICATION and sorted(task["files"]) == ["test.fna", "train.fna"]
+        assert task["metric"] in METRICS[TaskType.CLASSIFICATION] and sorted(task["files"]) == ["test.fna", "train.fna"]
     for entry in [
         *(d["files"].values() for d in gb["datasets"].values()),
         *(t["files"].values() for t in nt["tasks"].values()),

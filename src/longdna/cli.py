@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from longdna.models.catalog import POOLINGS
+
 
 def _genome_spec(args: argparse.Namespace) -> dict[str, Any]:
     source = Path(args.source)
@@ -211,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--out", type=Path, required=True, help="OUT.parquet (name, length, embedding) or OUT.npy")
     embed.add_argument(
         "--pooling",
-        choices=("mean", "max", "last", "first"),
+        choices=POOLINGS,
         help="pooling over positions (default: the fine-tuned run's, else mean)",
     )
     embed.add_argument(

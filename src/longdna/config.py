@@ -20,6 +20,7 @@ import jsonschema
 import yaml
 
 from longdna.hub import HubSource, parse_source  # standard library only, like this module
+from longdna.settings import FinetuneConfig, PretrainConfig  # standard library only
 
 
 class ConfigError(ValueError):
@@ -135,6 +136,11 @@ def finetune_settings(config: dict[str, Any], benchmark: str, model: str) -> dic
     }
 
 
+def finetune_config(config: dict[str, Any], benchmark: str, model: str) -> FinetuneConfig:
+    """The typed fine-tuning settings of one run: :func:`finetune_settings` over ``FinetuneConfig``'s defaults."""
+    return FinetuneConfig.from_dict(finetune_settings(config, benchmark, model))
+
+
 def finetune_runs(config: dict[str, Any]) -> list[tuple[str, str, int]]:
     """Every (benchmark, model, seed) of the finetune stage: ``benchmarks.<benchmark>.seeds`` if given, else
     ``finetune.seeds``."""
@@ -158,7 +164,6 @@ def _check_settings(config: dict[str, Any]) -> None:
         from longdna.data.genome.prepare import known_sequence_lengths
         from longdna.data.tokens.shards import split_regions
         from longdna.models import build_config
-        from longdna.settings import FinetuneConfig, PretrainConfig
     except ModuleNotFoundError as err:  # a third-party module (torch) missing here; never our own
         if (err.name or "").startswith("longdna"):
             raise

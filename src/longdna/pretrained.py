@@ -151,7 +151,7 @@ def export_model_dir(model_dir: str | os.PathLike, out_dir: str | os.PathLike, f
     """
     model_dir = Path(model_dir)
     if (model_dir / "model.json").is_file():
-        from longdna.train.finetune import load_finetuned
+        from longdna.train.finetuned import load_finetuned
 
         meta = read_json(model_dir / "model.json")
         if meta.get("kind") != "classifier":

@@ -6,7 +6,14 @@ import json
 import re
 from types import SimpleNamespace
 
-from longdna.config import architecture, finetune_runs, finetune_settings, pretrain_settings, released_models
+from longdna.config import (
+    architecture,
+    finetune_config,
+    finetune_runs,
+    finetune_settings,
+    pretrain_settings,
+    released_models,
+)
 from longdna.data.benchmarks.suite_inputs import load_registry
 from longdna.eval import BASELINES
 from snakemake.logging import logger
@@ -174,8 +181,7 @@ def backbone_files(wildcards):
 def finetune_backbone(wildcards):
     """Pretrained runs need the pretraining outputs; from-scratch runs only the architecture (params), which a
     released backbone's config.json gives."""
-    settings = finetune_settings(config, wildcards.benchmark, wildcards.model)
-    if settings.get("init", "pretrained") == "scratch":
+    if finetune_config(config, wildcards.benchmark, wildcards.model).init == "scratch":
         model = backbone(wildcards)
         if model in RELEASED:
             return {"backbone_config": rules.fetch_pretrained.output.config.format(model=model)}
@@ -198,8 +204,8 @@ def baseline_carving(benchmark):
     carvings = {}
     for b, m, _ in RUNS:
         if b == benchmark:
-            settings = finetune_settings(config, b, m)
-            carvings[m] = {k: settings[k] for k in ("valid_fraction", "kfold") if k in settings}
+            settings = finetune_config(config, b, m)
+            carvings[m] = {"valid_fraction": settings.valid_fraction, "kfold": settings.kfold}
     if len({json.dumps(c, sort_keys=True) for c in carvings.values()}) > 1:
         raise ValueError(
             f"config error: the models on benchmark {benchmark} carve different validation splits"
@@ -260,7 +266,7 @@ def extrapolation_runs():
             )
     runs = [(b, m, s) for b, m, s in RUNS if b in benchmarks]
     for b, m, s in runs:
-        if b not in VARIANT_BENCHMARKS and not finetune_settings(config, b, m).get("save_model", False):
+        if b not in VARIANT_BENCHMARKS and not finetune_config(config, b, m).save_model:
             raise ValueError(
                 f"config error: evaluate.extrapolation scores run {b}/{m}, which needs the fine-tuned"
                 " model: set finetune.settings.save_model: true"

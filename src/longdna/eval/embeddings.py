@@ -42,7 +42,7 @@ from longdna.eval.inference import autocast, inference_device
 from longdna.io import atomic_path, read_json
 from longdna.models import SequenceClassifier, load_pretrained
 from longdna.settings import EmbeddingConfig
-from longdna.train.finetune import MODEL_INFO_FILE, crop, load_finetuned
+from longdna.train.finetuned import MODEL_INFO_FILE, crop, load_finetuned
 
 FORMATS = (".parquet", ".npy")
 #: records per parquet row group

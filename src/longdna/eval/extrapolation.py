@@ -45,7 +45,7 @@ from longdna.eval.variant_effect import load_probe, score_rows, zero_shot_metric
 from longdna.io import atomic_path, read_json
 from longdna.models import SequenceClassifier, load_pretrained
 from longdna.settings import ExtrapolationConfig, VariantEffectConfig
-from longdna.train.finetune import MODEL_INFO_FILE, load_finetuned, to_outputs
+from longdna.train.finetuned import MODEL_INFO_FILE, load_finetuned, to_outputs
 
 COLUMNS = ["benchmark", "model", "seed", "arch", "multiple", "length", "interpolation", "metric", "value", "n_examples"]
 

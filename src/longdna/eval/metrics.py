@@ -20,10 +20,6 @@ from typing import Any
 
 import numpy as np
 
-CLASSIFICATION = ("accuracy", "mcc", "f1", "f1_macro", "auroc", "auprc")
-REGRESSION = ("pearson", "spearman", "r2")
-MULTILABEL = ("auroc", "auprc")
-
 
 def accuracy(labels: np.ndarray, predictions: np.ndarray) -> float:
     return float(np.mean(labels == predictions))

@@ -46,13 +46,14 @@ from torch import Tensor
 
 from longdna import vocab
 from longdna.data.benchmarks.format import is_variant_benchmark, read_benchmark
+from longdna.data.benchmarks.splits import train_valid_split
 from longdna.eval.inference import autocast, embed, encode_batch, inference_device, window_mask
 from longdna.eval.metrics import auprc, auroc, compute_metrics
 from longdna.fingerprint import finetune_fingerprint
 from longdna.io import atomic_path, read_json, write_json
 from longdna.models import DNALanguageModel, load_pretrained
 from longdna.settings import FinetuneConfig, VariantEffectConfig
-from longdna.train.finetune import MODEL_FILE, MODEL_INFO_FILE, train_valid_split
+from longdna.train.finetuned import MODEL_FILE, MODEL_INFO_FILE
 
 
 # -- scoring ---------------------------------------------------------------------------------------------------

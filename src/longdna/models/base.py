@@ -7,7 +7,6 @@ reference-path switch) lives here so that the five architectures behave the same
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -106,19 +105,17 @@ class DNALanguageModel(nn.Module):
             for m, prev in zip(mixers, previous):
                 m.use_reference = prev
 
-    def config_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self.config)
-
 
 def pool(hidden: Tensor, mask: Tensor | None, pooling: str, segments: int = SEGMENTS) -> Tensor:
     """Pool (B, L, D) hidden states over real (mask True) positions: (B, D), or (B, segments * D) for ``segments``.
 
     ``last`` takes the last real position, ``first`` the first one, ``mean`` averages real positions, ``max``
     takes each channel's maximum over real positions (a presence detector); with ``mask=None`` every position
-    is real. ``segments`` averages each of ``segments`` equal, consecutive parts of a row's real positions and
-    concatenates them in sequence order: unlike the others it keeps where along the sequence a feature occurs,
-    which position-aligned tasks (a TATA box 30 bp upstream of the TSS, a splice site in the centre) need --
-    mean or max pooling of a convolutional or recurrent backbone is blind to it.
+    is real. ``segments`` cuts a row's real positions into ``segments`` equal, consecutive parts and concatenates
+    their sums, each divided by the row's real length (so the parts add up to ``mean``), in sequence order:
+    unlike the others it keeps where along the sequence a feature occurs, which position-aligned tasks (a TATA
+    box 30 bp upstream of the TSS, a splice site in the centre) need -- mean or max pooling of a convolutional or
+    recurrent backbone is blind to it.
     """
     batch, length, _ = hidden.shape
     if mask is None:
@@ -135,9 +132,12 @@ def pool(hidden: Tensor, mask: Tensor | None, pooling: str, segments: int = SEGM
     if pooling == "first":
         return hidden[rows, torch.where(mask, positions, length).amin(1).clamp_max(length - 1)]
     if pooling == "segments":
-        weights = segment_weights(mask, segments).to(hidden.dtype)  # (B, L, K)
-        sums = torch.einsum("blk,bld->bkd", weights, hidden)
-        return (sums / weights.sum(1).clamp_min(1e-6).unsqueeze(-1)).flatten(1)
+        # Each part's mean divided by the number of parts: the parts add up to the mean pooling, and a linear
+        # head on them moves its scores per optimiser step as a mean-pooling head does. Undivided, the head's
+        # `segments` weight blocks each take a full Adam step along what is mostly one shared direction, a step
+        # `segments` times too large.
+        weights = segment_weights(mask, segments).to(hidden.dtype)  # (B, L, K), each part's weights sum to 1
+        return (torch.einsum("blk,bld->bkd", weights, hidden) / segments).flatten(1)
     raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
 
 

@@ -29,14 +29,12 @@ causal models, so the last position is a real base, right for bidirectional ones
 Recurrent and convolutional backbones may run longer than they were pretrained on; nothing is truncated
 unless ``max_length`` says so.
 
-With ``save_model`` the run also writes the fine-tuned classifier (``model.safetensors``: backbone and head;
-``model.json``: what :func:`load_finetuned` needs to rebuild it), so that it can be evaluated again later, e.g.
-on the test split re-cut at other lengths (:mod:`longdna.eval.extrapolation`).
+With ``save_model`` the run also writes the fine-tuned classifier (:mod:`longdna.train.finetuned`), so that it
+can be evaluated again later, e.g. on the test split re-cut at other lengths (:mod:`longdna.eval.extrapolation`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import time
@@ -48,7 +46,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_model, save_model
 from torch import Tensor
 
 from longdna import vocab
@@ -58,30 +55,16 @@ from longdna.data.benchmarks.splits import train_valid_split
 from longdna.device import job_device
 from longdna.eval.metrics import compute_metrics, point_predictions
 from longdna.fingerprint import finetune_fingerprint
-from longdna.io import atomic_path, read_json, sort_safetensors_metadata, write_json
+from longdna.io import atomic_path, write_json
 from longdna.models import SequenceClassifier, build_model, load_pretrained, read_checkpoint_config
-from longdna.models.catalog import SEGMENTS
 from longdna.settings import FinetuneConfig
+from longdna.train.finetuned import crop, save_finetuned, to_outputs
 from longdna.train.objectives import BITS_PER_NAT, causal_example, masked_example, token_loss_sum
 from longdna.train.optim import build_optimizer, warmup_cosine
 from longdna.train.progress import ProgressLog
 
-MODEL_FILE = "model.safetensors"
-MODEL_INFO_FILE = "model.json"
-
 
 # -- data ----------------------------------------------------------------------------------------------------
-def crop(ids: np.ndarray, max_length: int | None, keep: str) -> np.ndarray:
-    if max_length is None or ids.size <= max_length:
-        return ids
-    if keep == "start":
-        return ids[:max_length]
-    if keep == "end":
-        return ids[-max_length:]
-    offset = (ids.size - max_length) // 2
-    return ids[offset : offset + max_length]
-
-
 def pad_batch(sequences: list[np.ndarray], side: str) -> tuple[Tensor, Tensor]:
     """Stack token arrays into (B, L) ids padded with [PAD], and the (B, L) mask of real positions."""
     length = max(s.size for s in sequences)
@@ -147,15 +130,6 @@ def task_loss(task: str, scores: Tensor, labels: Tensor) -> Tensor:
     if task == "regression":
         return F.mse_loss(scores.float().reshape(labels.shape), labels.float())
     return F.binary_cross_entropy_with_logits(scores.float(), labels.float())
-
-
-def to_outputs(task: str, scores: Tensor) -> Tensor:
-    """Model scores -> what metrics consume: class probabilities, per-label probabilities or values."""
-    if task == "classification":
-        return scores.float().softmax(-1)
-    if task == "multilabel":
-        return scores.float().sigmoid()
-    return scores.float()
 
 
 def fit_head(
@@ -567,54 +541,3 @@ def lm_batch(ids: Tensor, objective: str, mask_probability: float, generator: to
         return causal_example(ids)
     inputs, targets = masked_example(ids.cpu(), mask_probability, generator)
     return inputs.to(ids.device), targets.to(ids.device)
-
-
-def save_finetuned(
-    model: SequenceClassifier,
-    out_dir: Path,
-    info: BenchmarkInfo,
-    config: FinetuneConfig,
-    train_length: int,
-    target_shift: np.ndarray,
-    target_scale: np.ndarray,
-    fingerprint: dict[str, Any] | None = None,
-) -> None:
-    """``model.safetensors`` (the classifier's weights) and ``model.json`` (how to rebuild and apply it)."""
-    backbone = model.backbone
-    init_fields = {f.name for f in dataclasses.fields(backbone.config) if f.init}
-    with atomic_path(out_dir / MODEL_FILE, suffix=".safetensors") as tmp:
-        save_model(model, str(tmp))
-        sort_safetensors_metadata(tmp)  # byte-identical files for identical runs
-    write_json(
-        out_dir / MODEL_INFO_FILE,
-        {
-            "kind": "classifier",
-            "arch": backbone.arch,
-            "backbone_config": {k: v for k, v in dataclasses.asdict(backbone.config).items() if k in init_fields},
-            "task": info.task,
-            "num_outputs": info.num_outputs,
-            "pooling": config.pooling,
-            "pool_segments": config.pool_segments,
-            "rc_conjoin": config.rc_conjoin,
-            "train_length": train_length,  # longest training sequence after cropping: the model's training length
-            "target_shift": np.asarray(target_shift, dtype=float).tolist(),
-            "target_scale": np.asarray(target_scale, dtype=float).tolist(),
-            "fingerprint": fingerprint,  # of the run that trained it (longdna.fingerprint)
-        },
-    )
-
-
-def load_finetuned(run_dir: str | os.PathLike, **backbone_overrides: Any) -> tuple[SequenceClassifier, dict[str, Any]]:
-    """The classifier a ``save_model`` run wrote (eval mode) and its ``model.json``; ``backbone_overrides``
-    change settings that keep the weights' shapes (``rope_scaling`` for position interpolation)."""
-    meta = read_json(Path(run_dir) / MODEL_INFO_FILE)
-    backbone = build_model(meta["arch"], **{**meta["backbone_config"], **backbone_overrides})
-    model = SequenceClassifier(
-        backbone,
-        meta["num_outputs"],
-        pooling=meta["pooling"],
-        rc_conjoin=meta["rc_conjoin"],
-        segments=meta.get("pool_segments", SEGMENTS),
-    )
-    load_model(model, str(Path(run_dir) / MODEL_FILE), strict=True)
-    return model.eval(), meta

@@ -32,6 +32,13 @@ class TaskType(str, enum.Enum):
 
 
 TASKS = tuple(task.value for task in TaskType)
+#: the metrics :func:`longdna.eval.metrics.compute_metrics` reports for each task; a benchmark's ``metric`` is
+#: one of its task's
+METRICS: dict[TaskType, tuple[str, ...]] = {
+    TaskType.CLASSIFICATION: ("accuracy", "mcc", "f1", "f1_macro", "auroc", "auprc"),
+    TaskType.REGRESSION: ("pearson", "spearman", "r2"),
+    TaskType.MULTILABEL: ("auroc", "auprc"),
+}
 SPLITS = ("train", "valid", "test")
 
 

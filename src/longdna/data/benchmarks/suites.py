@@ -29,12 +29,12 @@ from typing import Any
 
 from longdna.data.benchmarks.demo import make_demo_benchmark
 from longdna.data.benchmarks.genomic_benchmarks import prepare_genomic_benchmark
+from longdna.data.benchmarks.info import METRICS, TaskType
 from longdna.data.benchmarks.long_range import prepare_long_range
 from longdna.data.benchmarks.nucleotide_transformer import prepare_nucleotide_transformer
 from longdna.data.benchmarks.user_data import prepare_user_benchmark
 from longdna.data.genome.demo import DemoGenomeSpec
 from longdna.data.genome.fasta import fasta_lengths
-from longdna.eval.metrics import CLASSIFICATION
 
 #: keys of every suite, read by the workflow: the benchmark's fine-tuning settings and its seeds
 _COMMON = {"suite", "finetune", "seeds"}
@@ -122,10 +122,11 @@ def prepare_benchmark(
         return
     if (
         suite in ("genomic_benchmarks", "nucleotide_transformer")
-        and spec.get("metric", "accuracy") not in CLASSIFICATION
+        and spec.get("metric", "accuracy") not in METRICS[TaskType.CLASSIFICATION]
     ):
         raise ValueError(
-            f"benchmarks.{name}: metric {spec['metric']!r} is not a classification metric {CLASSIFICATION}"
+            f"benchmarks.{name}: metric {spec['metric']!r} is not a classification metric"
+            f" {METRICS[TaskType.CLASSIFICATION]}"
         )
     if suite == "genomic_benchmarks":
         references = {

@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from longdna.data.benchmarks.format import SPLITS, BenchmarkFormatError, BenchmarkInfo, write_benchmark
+from longdna.data.benchmarks.info import METRICS, TaskType
 from longdna.data.benchmarks.suite_inputs import (
     check_columns,
     check_intervals,
@@ -58,11 +59,13 @@ from longdna.data.benchmarks.suite_inputs import (
 )
 from longdna.data.genome.fasta import fasta_lengths
 from longdna.data.genome.intervals import fetch_interval_sequences
-from longdna.eval.metrics import CLASSIFICATION, REGRESSION
 
 SUITE = "user"
 FORMATS = ("csv", "tsv", "parquet", "fasta", "bed")
-TASK_TYPES = {"classification": ("accuracy", CLASSIFICATION), "regression": ("pearson", REGRESSION)}
+TASK_TYPES = {
+    "classification": ("accuracy", METRICS[TaskType.CLASSIFICATION]),
+    "regression": ("pearson", METRICS[TaskType.REGRESSION]),
+}
 BED_COLUMNS = ("chrom", "start", "end", "name", "score", "strand")
 TEST_FRACTION = 0.2
 #: what to do with a sequence that is given several classes

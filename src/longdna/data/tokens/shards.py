@@ -11,9 +11,8 @@ Layout of a shard directory (the tokenize stage's output, see ``docs/formats.md`
 ``.npy`` was chosen over Arrow IPC because a one-dimensional uint8 array needs no schema, ``np.load(...,
 mmap_mode="r")`` maps it with zero copies in every DataLoader worker, and a window is a plain slice.
 
-The tokenize stage is one :func:`tokenize_chromosome` call per sequence (group them with
-:func:`scatter_chromosomes` for assemblies with many contigs), then one :func:`write_manifest`. A chromosome is
-read straight from the ``.fai``/``.gzi`` offsets and encoded with ``bytes.translate`` through
+The tokenize stage is one :func:`tokenize_chromosome` call per sequence, then one :func:`write_manifest`. A
+chromosome is read straight from the ``.fai``/``.gzi`` offsets and encoded with ``bytes.translate`` through
 ``vocab.ENCODE_TABLE``: upper and lower case get the same id, the other IUPAC codes become ``N``, ``U`` becomes
 ``T``, anything else is an error naming the position.
 
@@ -111,21 +110,6 @@ def tokenize_chromosome(
         stats["softmasked_fraction"] = float(np.count_nonzero(mask) / max(mask.size, 1))
     write_json(out_dir / f"{chrom}.json", stats)
     return stats
-
-
-def scatter_chromosomes(chrom_lengths: dict[str, int], groups: int) -> list[list[str]]:
-    """Partition sequences into at most ``groups`` lists of similar total length (longest first, each to the
-    lightest group), so that an assembly with thousands of small contigs still tokenizes in a few jobs."""
-    if groups < 1:
-        raise ValueError(f"groups must be >= 1, got {groups}")
-    buckets: list[list[str]] = [[] for _ in range(min(groups, len(chrom_lengths)))]
-    load = np.zeros(len(buckets), dtype=np.int64)
-    for chrom in sorted(chrom_lengths, key=lambda c: (-chrom_lengths[c], c)):
-        lightest = int(np.argmin(load))
-        buckets[lightest].append(chrom)
-        load[lightest] += chrom_lengths[chrom]
-    order = {c: i for i, c in enumerate(chrom_lengths)}  # keep genome order inside each group
-    return [sorted(b, key=order.__getitem__) for b in buckets]
 
 
 def read_split_bed(path: str | os.PathLike, chrom_lengths: dict[str, int]) -> pd.DataFrame:
