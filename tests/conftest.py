@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from longdna.data.genome.demo import DemoGenomeSpec, generate_demo_genome
+from longdna.data.tokens.shards import split_regions, tokenize_chromosome, write_manifest
+
 REPO = Path(__file__).resolve().parents[1]
 CI_CONFIG = REPO / "tests" / "data" / "ci_config.yaml"
 
@@ -22,6 +25,16 @@ def _single_thread_torch():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+def demo_shards(root: Path, spec: DemoGenomeSpec) -> Path:
+    """Generate the demo genome of ``spec`` under ``root`` and tokenize it into ``root/shards`` (chr1 train, chr2
+    valid, chr3 test); returns the shard directory."""
+    fasta = root / "genome.fa.gz"
+    generate_demo_genome(fasta, spec)
+    lengths = {c: tokenize_chromosome(fasta, c, root / "shards")["length"] for c in spec.chromosome_names}
+    write_manifest(root / "shards", spec.chromosome_names, split_regions(lengths, valid=["chr2"], test=["chr3"]))
+    return root / "shards"
 
 
 def snakemake(

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import demo_shards
 from http_server import LocalHTTPServer
 from safetensors.torch import load_file, save_file
 
@@ -28,7 +29,7 @@ from longdna import cli, fingerprint, io, vocab
 from longdna.data import download as download_module
 from longdna.data.benchmarks.format import BenchmarkInfo, write_benchmark
 from longdna.data.download import InvalidDownloadError, download
-from longdna.data.genome.demo import DemoGenomeSpec, generate_demo_genome
+from longdna.data.genome.demo import DemoGenomeSpec
 from longdna.data.genome.prepare import prepare_genome, split_bed_regions
 from longdna.data.tokens.shards import GenomeShards, ShardError, split_regions, tokenize_chromosome, write_manifest
 from longdna.io import DiskFullError, atomic_path, sort_safetensors_metadata
@@ -67,11 +68,7 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
         short_gaps=0,
         isochore_mean_length=10_000,
     )
-    fasta = root / "genome.fa.gz"
-    generate_demo_genome(fasta, spec)
-    lengths = {c: tokenize_chromosome(fasta, c, root / "shards")["length"] for c in spec.chromosome_names}
-    write_manifest(root / "shards", spec.chromosome_names, split_regions(lengths, valid=["chr2"], test=["chr3"]))
-    return root / "shards"
+    return demo_shards(root, spec)
 
 
 def lengths_of(shard_dir: Path) -> dict[str, int]:

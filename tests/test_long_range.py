@@ -13,6 +13,7 @@ import pysam
 import pytest
 import torch
 import yaml
+from conftest import demo_shards
 from http_server import LocalHTTPServer
 
 from longdna.data.benchmarks.format import (
@@ -25,7 +26,6 @@ from longdna.data.benchmarks.format import (
 from longdna.data.benchmarks.long_range import prepare_long_range
 from longdna.data.benchmarks.suite_inputs import load_registry
 from longdna.data.genome.demo import DemoGenomeSpec, generate_demo_genome
-from longdna.data.tokens.shards import split_regions, tokenize_chromosome, write_manifest
 from longdna.models import build_model
 from longdna.settings import PretrainConfig
 from longdna.train.pretrain import pretrain
@@ -367,10 +367,7 @@ def test_bidirectional_hawk_trains_with_the_masked_objective(tmp_path: Path) -> 
         short_gaps=1,
         isochore_mean_length=20_000,
     )
-    fasta = tmp_path / "genome.fa.gz"
-    generate_demo_genome(fasta, spec)
-    lengths = {c: tokenize_chromosome(fasta, c, tmp_path / "shards")["length"] for c in spec.chromosome_names}
-    write_manifest(tmp_path / "shards", spec.chromosome_names, split_regions(lengths, valid=["chr2"], test=["chr3"]))
+    demo_shards(tmp_path, spec)
     config = PretrainConfig.from_dict(
         {
             "seq_len": 128,

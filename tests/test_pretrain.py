@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import demo_shards
 from safetensors.torch import load_file
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from longdna.data.genome.demo import DemoGenomeSpec, generate_demo_genome
-from longdna.data.tokens.shards import split_regions, tokenize_chromosome, write_manifest
+from longdna.data.genome.demo import DemoGenomeSpec
 from longdna.models import build_model, load_pretrained
 from longdna.settings import PretrainConfig
 from longdna.train import pretrain as engine
@@ -47,11 +47,7 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
         short_gaps=1,
         isochore_mean_length=50_000,
     )
-    fasta = root / "genome.fa.gz"
-    generate_demo_genome(fasta, spec)
-    lengths = {c: tokenize_chromosome(fasta, c, root / "shards")["length"] for c in spec.chromosome_names}
-    write_manifest(root / "shards", spec.chromosome_names, split_regions(lengths, valid=["chr2"], test=["chr3"]))
-    return root / "shards"
+    return demo_shards(root, spec)
 
 
 def config(**overrides: Any) -> PretrainConfig:
