@@ -37,11 +37,10 @@ def demo_shards(root: Path, spec: DemoGenomeSpec) -> Path:
     return root / "shards"
 
 
-def snakemake(
-    workdir: Path, *args: str, configfile: Path = CI_CONFIG, check: bool = True
-) -> subprocess.CompletedProcess:
-    """Run Snakemake on the repository's workflow in ``workdir`` (no workflow profile, 2 cores)."""
-    command = [
+def snakemake_command(workdir: Path, configfile: Path, *args: str) -> list[str]:
+    """The command line that runs the repository's workflow in ``workdir`` on ``configfile`` (no workflow
+    profile), followed by ``args``."""
+    return [
         sys.executable,
         "-m",
         "snakemake",
@@ -51,12 +50,17 @@ def snakemake(
         str(workdir),
         "--configfile",
         str(configfile),
-        "--cores",
-        "2",
         "--workflow-profile",
         "none",
         *args,
     ]
+
+
+def snakemake(
+    workdir: Path, *args: str, configfile: Path = CI_CONFIG, check: bool = True
+) -> subprocess.CompletedProcess:
+    """Run Snakemake on the repository's workflow in ``workdir`` (no workflow profile, 2 cores)."""
+    command = snakemake_command(workdir, configfile, "--cores", "2", *args)
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     if check and result.returncode != 0:
         raise AssertionError(

@@ -13,13 +13,12 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import CI_CONFIG, REPO, snakemake
+from conftest import CI_CONFIG, REPO, snakemake, snakemake_command
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -67,20 +66,11 @@ def workdir(tmp_path: Path, cluster: None):
 
 
 def slurm_command(workdir: Path, configfile: Path, *targets: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(configfile),
+    return snakemake_command(
+        workdir,
+        configfile,
         "--profile",
         str(SLURM_PROFILE),
-        "--workflow-profile",
-        "none",
         # what the one-node CI cluster needs on top of the profile: no accounts, and quick status polls
         "--slurm-no-account",
         "--slurm-init-seconds-before-status-checks",
@@ -88,7 +78,7 @@ def slurm_command(workdir: Path, configfile: Path, *targets: str) -> list[str]:
         "--latency-wait",
         "10",
         *targets,
-    ]
+    )
 
 
 def finish(process: subprocess.Popen, timeout: float) -> str:
