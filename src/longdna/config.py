@@ -20,7 +20,7 @@ import jsonschema
 import yaml
 
 from longdna.hub import HubSource, parse_source  # standard library only, like this module
-from longdna.settings import FinetuneConfig, PretrainConfig  # standard library only
+from longdna.settings import FinetuneConfig, PretrainConfig  # torch-free, like this module
 
 
 class ConfigError(ValueError):
