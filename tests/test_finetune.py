@@ -249,6 +249,9 @@ def test_segments_pooling_ignores_padding_and_reverses_with_the_sequence() -> No
     torch.testing.assert_close(
         pool(hidden, mask, "segments", segments=3).unflatten(1, (3, 3)).sum(1), pool(hidden, mask, "mean")
     )  # 7 bases in 3 equal shares: the parts add up to the mean
+    torch.testing.assert_close(
+        pool(padded, pad_mask, "mean_segments", segments=3), torch.cat([pool(hidden, mask, "mean"), segments], 1)
+    )
 
 
 @pytest.mark.parametrize("arch", ["hyenadna", "caduceus-ps"])

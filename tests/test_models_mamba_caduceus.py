@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from longdna import vocab
 from longdna.models import build_model, load_pretrained, mamba, save_pretrained
-from longdna.models.base import pooled_width
+from longdna.models.base import POOLINGS, pooled_width
 from longdna.models.mamba import selective_scan, selective_scan_reference
 from longdna.models.scan import linear_scan_parallel
 
@@ -189,7 +189,7 @@ def test_ps_is_rc_equivariant():
     torch.testing.assert_close(model(rc), reverse_complement_logits(model(x)), **EXACT)
 
 
-@pytest.mark.parametrize("pooling", ["mean", "max", "last", "first", "segments"])
+@pytest.mark.parametrize("pooling", POOLINGS)
 def test_ps_pooled_features_are_rc_invariant(pooling):
     model = tiny("caduceus-ps")
     x = tokens(3, 29)

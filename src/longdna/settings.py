@@ -141,8 +141,8 @@ class FinetuneConfig:
     warmup_fraction: float = 0.1
     min_lr_ratio: float = 0.0
     grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
-    pooling: str = "mean"  # mean | max | last | first | segments (position-aware; see longdna.models.base.pool)
-    pool_segments: int = SEGMENTS  # number of segments of ``segments`` pooling
+    pooling: str = "mean"  # one of POOLINGS; segments, mean_segments: position-aware (longdna.models.base.pool)
+    pool_segments: int = SEGMENTS  # number of segments of ``segments`` and ``mean_segments`` pooling
     head_dropout: float = 0.0
     freeze_backbone: bool = False  # linear probe
     head_init: str = "random"  # random | probe (LP-FT: fit the head on frozen features, then fine-tune)

@@ -115,7 +115,9 @@ def pool(hidden: Tensor, mask: Tensor | None, pooling: str, segments: int = SEGM
     their sums, each divided by the row's real length (so the parts add up to ``mean``), in sequence order:
     unlike the others it keeps where along the sequence a feature occurs, which position-aligned tasks (a TATA
     box 30 bp upstream of the TSS, a splice site in the centre) need -- mean or max pooling of a convolutional or
-    recurrent backbone is blind to it.
+    recurrent backbone is blind to it. ``mean_segments`` concatenates ``mean`` and ``segments`` (B, (1 + segments)
+    * D): the same information as ``segments``, but what the whole sequence holds gets weights of its own, so a
+    head learns composition (k-mer content, a motif anywhere) at ``mean``'s pace and where it occurs on top.
     """
     batch, length, _ = hidden.shape
     if mask is None:
@@ -138,6 +140,8 @@ def pool(hidden: Tensor, mask: Tensor | None, pooling: str, segments: int = SEGM
         # `segments` times too large.
         weights = segment_weights(mask, segments).to(hidden.dtype)  # (B, L, K), each part's weights sum to 1
         return (torch.einsum("blk,bld->bkd", weights, hidden) / segments).flatten(1)
+    if pooling == "mean_segments":
+        return torch.cat([pool(hidden, mask, "mean"), pool(hidden, mask, "segments", segments)], 1)
     raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
 
 
@@ -159,4 +163,4 @@ def segment_weights(mask: Tensor, segments: int) -> Tensor:
 
 def pooled_width(hidden_width: int, pooling: str, segments: int = SEGMENTS) -> int:
     """Width of :func:`pool`'s output for hidden states of ``hidden_width`` channels."""
-    return hidden_width * segments if pooling == "segments" else hidden_width
+    return hidden_width * {"segments": segments, "mean_segments": 1 + segments}.get(pooling, 1)

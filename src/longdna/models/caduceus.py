@@ -112,7 +112,14 @@ class RCPS(nn.Module):
 
 
 #: pooling a position on the forward strand = pooling its mirror on the RC strand
-_MIRRORED_POOLING = {"mean": "mean", "max": "max", "last": "first", "first": "last", "segments": "segments"}
+_MIRRORED_POOLING = {
+    "mean": "mean",
+    "max": "max",
+    "last": "first",
+    "first": "last",
+    "segments": "segments",
+    "mean_segments": "mean_segments",
+}
 
 
 class Caduceus(Mamba):
@@ -163,7 +170,7 @@ class Caduceus(Mamba):
     def pooled_features(self, hidden: Tensor, mask: Tensor | None, pooling: str, segments: int = SEGMENTS) -> Tensor:
         """PS: the average of the forward half pooled and the channel-reversed RC half pooled at the mirrored
         position: ``last`` reads the RC half at the first real position (the RC strand's last), ``first`` at
-        the last one, and ``segments`` are taken in reverse order. RC of the input swaps the two terms, so the
+        the last one, and segments are taken in reverse order. RC of the input swaps the two terms, so the
         features are RC-invariant (exactly for unpadded inputs; with padding the pad tokens the bidirectional
         model sees break it)."""
         if not self.config.rcps:
@@ -171,6 +178,8 @@ class Caduceus(Mamba):
         fwd, rc = hidden.chunk(2, dim=-1)
         fwd_features = pool(fwd, mask, pooling, segments)  # validates ``pooling``
         rc_features = pool(rc.flip(-1), mask, _MIRRORED_POOLING[pooling], segments)
-        if pooling == "segments":
-            rc_features = rc_features.unflatten(1, (segments, -1)).flip(1).flatten(1)
+        if pooling in ("segments", "mean_segments"):  # the segments are the last ``segments`` blocks
+            width = segments * self.feature_size
+            parts = rc_features[:, -width:].unflatten(1, (segments, -1)).flip(1).flatten(1)
+            rc_features = torch.cat([rc_features[:, :-width], parts], 1)
         return (fwd_features + rc_features) / 2

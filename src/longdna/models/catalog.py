@@ -82,8 +82,8 @@ DEFAULT_SHAPES: dict[str, tuple[int, int]] = {
 }
 
 #: sequence poolings of :func:`longdna.models.base.pool`
-POOLINGS = ("mean", "max", "last", "first", "segments")
-#: default number of segments of ``segments`` pooling
+POOLINGS = ("mean", "max", "last", "first", "segments", "mean_segments")
+#: default number of segments of ``segments`` and ``mean_segments`` pooling
 SEGMENTS = 16
 
 
