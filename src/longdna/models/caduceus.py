@@ -111,15 +111,9 @@ class RCPS(nn.Module):
         return torch.cat([self.submodule(fwd, *args), rc_flip(self.submodule(rc_flip(rc), *args))], dim=-1)
 
 
-#: pooling a position on the forward strand = pooling its mirror on the RC strand
-_MIRRORED_POOLING = {
-    "mean": "mean",
-    "max": "max",
-    "last": "first",
-    "first": "last",
-    "segments": "segments",
-    "mean_segments": "mean_segments",
-}
+#: pooling a position on the forward strand = pooling its mirror on the RC strand (the other poolings are their
+#: own mirror; segments are reversed after pooling)
+_MIRRORED_POOLING = {"last": "first", "first": "last"}
 
 
 class Caduceus(Mamba):
@@ -177,7 +171,7 @@ class Caduceus(Mamba):
             return pool(hidden, mask, pooling, segments)
         fwd, rc = hidden.chunk(2, dim=-1)
         fwd_features = pool(fwd, mask, pooling, segments)  # validates ``pooling``
-        rc_features = pool(rc.flip(-1), mask, _MIRRORED_POOLING[pooling], segments)
+        rc_features = pool(rc.flip(-1), mask, _MIRRORED_POOLING.get(pooling, pooling), segments)
         if pooling in ("segments", "mean_segments"):  # the segments are the last ``segments`` blocks
             width = segments * self.feature_size
             parts = rc_features[:, -width:].unflatten(1, (segments, -1)).flip(1).flatten(1)
