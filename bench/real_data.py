@@ -13,8 +13,9 @@ seeds) beside the published numbers of ``bench/gue_published.csv``.
 ``--split test`` selects on ``dev.csv`` and scores ``test.csv``. EMP/H3 ships no train split: it trains on
 ``dev.csv`` (dev: a seeded 80/20 cut of it; test: validation carved from it, scored on ``test.csv``). Without
 ``--backbone`` the backbone starts from random weights (``init: scratch``, the model's architecture from the
-config): at CPU scale there is no pretrained backbone worth starting from (see RESULTS.md). Each job runs on one
-thread; ``--jobs`` runs that many at once. ``--set key=value`` overrides a fine-tuning setting (development).
+config): at CPU scale there is no pretrained backbone worth starting from (see RESULTS.md). Each job runs on
+``--threads`` threads (default 1); ``--jobs`` runs that many at once. ``--set key=value`` overrides a fine-tuning
+setting (development).
 """
 
 from __future__ import annotations
@@ -116,8 +117,9 @@ def run_model(
     seed: int,
     architecture: tuple[str, dict],
     backbone: str | None,
+    threads: int,
 ) -> dict[str, Any]:
-    config = FinetuneConfig.from_dict({**settings, "threads": 1})
+    config = FinetuneConfig.from_dict({**settings, "threads": threads})
     done = finished_model_run(Path(out_dir), asdict(config), seed)
     if done is not None:
         return done
@@ -169,6 +171,7 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="threads of each model run")
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override a fine-tuning setting")
     parser.add_argument("--table-only", action="store_true", help="tabulate the finished runs; run nothing")
@@ -214,6 +217,7 @@ def main() -> None:
                     seed,
                     architecture,
                     args.backbone,
+                    args.threads,
                 )
         results = {key: job.result() for key, job in jobs.items()}
     write_table(args, model, results)
@@ -225,7 +229,7 @@ def finished_results(
     """The results of the finished runs under ``runs`` (same settings and seed), for an interrupted bench."""
     results: dict[tuple, Any] = {}
     for task in args.tasks:
-        config = asdict(FinetuneConfig.from_dict({**task_settings[task], "threads": 1}))
+        config = asdict(FinetuneConfig.from_dict({**task_settings[task], "threads": args.threads}))
         for seed in args.seeds:
             done = finished_model_run(runs / task / model / f"seed{seed}", config, seed)
             if done is not None:

@@ -12,7 +12,7 @@ import pytest
 
 from longdna import settings
 from longdna.config import load_schema
-from longdna.models.catalog import DEFAULT_SHAPES, POOLINGS
+from longdna.models.catalog import ARCHITECTURES, DEFAULT_SHAPES, POOLINGS
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = load_schema(REPO / "workflow/schemas/config.schema.yaml")
@@ -47,8 +47,22 @@ def test_default_shapes_are_the_config_defaults() -> None:
         assert shape == (config.d_model, config.n_layer), arch
 
 
-def test_schema_poolings_are_the_model_packages() -> None:
+def test_schema_poolings_and_architectures_are_the_model_packages() -> None:
     assert SCHEMA["$defs"]["finetune_settings"]["properties"]["pooling"]["enum"] == list(POOLINGS)
+    assert SCHEMA["properties"]["models"]["additionalProperties"]["properties"]["arch"]["enum"] == list(ARCHITECTURES)
+
+
+@pytest.mark.parametrize("config_class", list(SECTIONS), ids=lambda c: c.__name__)
+def test_schema_choices_are_exactly_what_the_settings_accept(config_class: type) -> None:
+    """Every value a schema enum allows is accepted by the package without Snakemake, any other is refused."""
+    schema, _ = SECTIONS[config_class]
+    choices = {key: spec["enum"] for key, spec in schema["properties"].items() if "enum" in spec}
+    assert choices, config_class
+    for key, values in choices.items():
+        for value in values:
+            assert getattr(config_class.from_dict({key: value}), key) == value
+        with pytest.raises(ValueError, match=key):
+            config_class.from_dict({key: "no-such-choice"})
 
 
 def documented_keys(config_class: type) -> set[str]:

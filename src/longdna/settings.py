@@ -36,7 +36,7 @@ def config_from_dict(config_class: type[T], values: dict[str, Any], *, where: st
 def _check_choices(where: str, config: Any, choices: dict[str, tuple[Any, ...]]) -> None:
     for name, allowed in choices.items():
         if getattr(config, name) not in allowed:
-            raise ValueError(f"{where}.{name} must be one of {allowed}, not {getattr(config, name)!r}")
+            raise ValueError(f"{where}: {name} must be one of {allowed}, not {getattr(config, name)!r}")
 
 
 @dataclass
@@ -169,16 +169,18 @@ class FinetuneConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> FinetuneConfig:
         config = config_from_dict(cls, values, where="finetune settings")
-        for name, value, allowed in (
-            ("pooling", config.pooling, POOLINGS),
-            ("init", config.init, ("pretrained", "scratch")),
-            ("head_init", config.head_init, ("random", "probe")),
-            ("keep", config.keep, ("start", "end", "center")),
-            ("padding_side", config.padding_side, ("auto", "left", "right")),
-            ("precision", config.precision, PRECISIONS),
-        ):
-            if value not in allowed:
-                raise ValueError(f"finetune settings: {name} must be one of {allowed}, not {value!r}")
+        _check_choices(
+            "finetune settings",
+            config,
+            {
+                "pooling": POOLINGS,
+                "init": ("pretrained", "scratch"),
+                "head_init": ("random", "probe"),
+                "keep": ("start", "end", "center"),
+                "padding_side": ("auto", "left", "right"),
+                "precision": PRECISIONS,
+            },
+        )
         return config
 
 
@@ -198,7 +200,9 @@ class VariantEffectConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> VariantEffectConfig:
-        return config_from_dict(cls, values, where="variant_effect settings")
+        config = config_from_dict(cls, values, where="variant_effect settings")
+        _check_choices("variant_effect settings", config, {"precision": PRECISIONS})
+        return config
 
 
 #: how :mod:`longdna.eval.extrapolation` pools a longer input (see its docstring)
@@ -221,10 +225,7 @@ class ExtrapolationConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ExtrapolationConfig:
         config = config_from_dict(cls, values, where="extrapolation settings")
-        if config.pooling not in EXTRAPOLATION_POOLINGS:
-            raise ValueError(
-                f"extrapolation settings: pooling must be one of {EXTRAPOLATION_POOLINGS}, not {config.pooling!r}"
-            )
+        _check_choices("extrapolation settings", config, {"pooling": EXTRAPOLATION_POOLINGS, "precision": PRECISIONS})
         return config
 
 
@@ -247,11 +248,7 @@ class VariantScoringConfig:
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        if self.on_ref_mismatch not in ON_REF_MISMATCH:
-            raise ValueError(
-                f"variant scoring settings: on_ref_mismatch must be one of {ON_REF_MISMATCH},"
-                f" not {self.on_ref_mismatch!r}"
-            )
+        _check_choices("variant scoring settings", self, {"on_ref_mismatch": ON_REF_MISMATCH, "precision": PRECISIONS})
         if self.window is not None and self.window < 2:
             raise ValueError(f"variant scoring settings: window must be at least 2 bp, not {self.window}")
 
