@@ -54,7 +54,8 @@ def test_schema_poolings_and_architectures_are_the_model_packages() -> None:
 
 @pytest.mark.parametrize("config_class", list(SECTIONS), ids=lambda c: c.__name__)
 def test_schema_choices_are_exactly_what_the_settings_accept(config_class: type) -> None:
-    """Every value a schema enum allows is accepted by the package without Snakemake, any other is refused."""
+    """Every value a schema enum allows is accepted by the package without Snakemake, any other is refused --
+    from a config dict and when the class is built directly (the CLI, ``dataclasses.replace``)."""
     schema, _ = SECTIONS[config_class]
     choices = {key: spec["enum"] for key, spec in schema["properties"].items() if "enum" in spec}
     assert choices, config_class
@@ -63,6 +64,15 @@ def test_schema_choices_are_exactly_what_the_settings_accept(config_class: type)
             assert getattr(config_class.from_dict({key: value}), key) == value
         with pytest.raises(ValueError, match=key):
             config_class.from_dict({key: "no-such-choice"})
+        with pytest.raises(ValueError, match=key):
+            dataclasses.replace(config_class(), **{key: "no-such-choice"})
+
+
+def test_embedding_options_are_checked() -> None:
+    assert settings.EmbeddingConfig(pooling="max", precision="fp32").pooling == "max"
+    for key in ("pooling", "precision"):
+        with pytest.raises(ValueError, match=f"embedding options: {key} must be one of"):
+            settings.EmbeddingConfig(**{key: "no-such-choice"})
 
 
 def documented_keys(config_class: type) -> set[str]:

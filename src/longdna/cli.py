@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from longdna.models.catalog import POOLINGS
+from longdna.settings import ON_REF_MISMATCH, PRECISIONS, EmbeddingConfig, VariantScoringConfig
 
 
 def _genome_spec(args: argparse.Namespace) -> dict[str, Any]:
@@ -65,7 +66,6 @@ def _download(args: argparse.Namespace) -> int:
 
 def _score_variants(args: argparse.Namespace) -> int:
     from longdna.eval.variant_scoring import describe, score_vcf
-    from longdna.settings import VariantScoringConfig
 
     config = VariantScoringConfig(
         **_given(
@@ -79,7 +79,6 @@ def _score_variants(args: argparse.Namespace) -> int:
 
 def _embed(args: argparse.Namespace) -> int:
     from longdna.eval.embeddings import embed_fasta
-    from longdna.settings import EmbeddingConfig
 
     config = EmbeddingConfig(
         **_given(args, "pooling", "rc_conjoin", "max_length", "tokens_per_batch", "precision", "threads")
@@ -112,7 +111,7 @@ def _positive(text: str) -> int:
 def _inference_options(command: argparse.ArgumentParser, default_precision: str) -> None:
     command.add_argument(
         "--precision",
-        choices=("auto", "fp32", "bf16"),
+        choices=PRECISIONS,
         help=f"auto: bf16 autocast on CUDA, fp32 on CPU (default: {default_precision})",
     )
     command.add_argument("--threads", type=_positive, help="CPU threads for torch (default: torch's)")
@@ -190,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--batch-size", type=_positive, help="ALT alleles per batch (default: 16)")
     score.add_argument(
         "--on-ref-mismatch",
-        choices=("error", "flag"),
+        choices=ON_REF_MISMATCH,
         help="a REF that disagrees with the genome: stop, or flag the record (default: error)",
     )
     score.add_argument("--chunk-size", type=_positive, help="run recurrent models in chunks of this many positions")

@@ -4,7 +4,8 @@ One dataclass per engine: :class:`PretrainConfig` (the ``pretrain`` settings), :
 (``finetune.settings`` and its layers), :class:`VariantEffectConfig` (a variant benchmark's
 ``variant_effect``), :class:`ExtrapolationConfig` (``extrapolation``), :class:`VariantScoringConfig`
 (``variants.settings``) and :class:`EmbeddingConfig` (``longdna embed``). ``from_dict`` builds one from the
-resolved workflow settings (:mod:`longdna.config`) and names unknown keys and bad values.
+resolved workflow settings (:mod:`longdna.config`) and names unknown keys; every class checks its values in
+``__post_init__``, so one built directly (by the CLI, a test, ``dataclasses.replace``) is checked the same way.
 
 Standard library only (and the model package's tables): the Snakefile checks the settings and derives job
 resources (:mod:`longdna.resources`) from these classes where neither torch nor NumPy is installed.
@@ -75,17 +76,15 @@ class PretrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PretrainConfig:
-        config = config_from_dict(cls, values, where="pretrain config")
-        config.betas = tuple(config.betas)  # type: ignore[assignment]
-        config.validate()
-        return config
+        return config_from_dict(cls, values, where="pretrain config")
 
     @property
     def tokens_per_step(self) -> int:
         """The global batch in tokens, the same in every stage of the sequence-length warm-up."""
         return self.batch_size * self.seq_len
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)  # type: ignore[assignment]  # YAML gives a list
         _check_choices(
             "pretrain",
             self,
@@ -166,12 +165,10 @@ class FinetuneConfig:
     threads: int | None = None
     save_model: bool = False  # write the fine-tuned classifier (model.safetensors, model.json) into the run
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> FinetuneConfig:
-        config = config_from_dict(cls, values, where="finetune settings")
+    def __post_init__(self) -> None:
         _check_choices(
             "finetune settings",
-            config,
+            self,
             {
                 "pooling": POOLINGS,
                 "init": ("pretrained", "scratch"),
@@ -181,7 +178,10 @@ class FinetuneConfig:
                 "precision": PRECISIONS,
             },
         )
-        return config
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> FinetuneConfig:
+        return config_from_dict(cls, values, where="finetune settings")
 
 
 @dataclass
@@ -198,11 +198,12 @@ class VariantEffectConfig:
     precision: str = "auto"  # auto (bf16 on CUDA) | fp32 | bf16
     threads: int | None = None
 
+    def __post_init__(self) -> None:
+        _check_choices("variant_effect settings", self, {"precision": PRECISIONS})
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> VariantEffectConfig:
-        config = config_from_dict(cls, values, where="variant_effect settings")
-        _check_choices("variant_effect settings", config, {"precision": PRECISIONS})
-        return config
+        return config_from_dict(cls, values, where="variant_effect settings")
 
 
 #: how :mod:`longdna.eval.extrapolation` pools a longer input (see its docstring)
@@ -222,11 +223,12 @@ class ExtrapolationConfig:
     precision: str = "auto"  # auto (bf16 on CUDA) | fp32 | bf16
     threads: int | None = None
 
+    def __post_init__(self) -> None:
+        _check_choices("extrapolation settings", self, {"pooling": EXTRAPOLATION_POOLINGS, "precision": PRECISIONS})
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ExtrapolationConfig:
-        config = config_from_dict(cls, values, where="extrapolation settings")
-        _check_choices("extrapolation settings", config, {"pooling": EXTRAPOLATION_POOLINGS, "precision": PRECISIONS})
-        return config
+        return config_from_dict(cls, values, where="extrapolation settings")
 
 
 #: what scoring a VCF does with a record whose REF disagrees with the genome
@@ -267,3 +269,6 @@ class EmbeddingConfig:
     tokens_per_batch: int = 65536  # tokens per forward pass (at least one record)
     precision: str = "auto"  # auto (bf16 on CUDA) | fp32 | bf16
     threads: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_choices("embedding options", self, {"pooling": (None, *POOLINGS), "precision": PRECISIONS})
