@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from longdna.models.catalog import POOLINGS, SEGMENTS
 
@@ -34,14 +34,25 @@ def config_from_dict(config_class: type[T], values: dict[str, Any], *, where: st
     return config_class(**values)
 
 
-def _check_choices(where: str, config: Any, choices: dict[str, tuple[Any, ...]]) -> None:
-    for name, allowed in choices.items():
-        if getattr(config, name) not in allowed:
-            raise ValueError(f"{where}: {name} must be one of {allowed}, not {getattr(config, name)!r}")
+class _Settings:
+    """What every settings class shares: the name its messages start with (``WHERE``), the values each choice
+    field takes (``CHOICES``, checked on construction) and ``from_dict``."""
+
+    WHERE: ClassVar[str]
+    CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {}
+
+    def __post_init__(self) -> None:
+        for name, allowed in self.CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{self.WHERE}: {name} must be one of {allowed}, not {getattr(self, name)!r}")
+
+    @classmethod
+    def from_dict(cls: type[T], values: dict[str, Any]) -> T:
+        return config_from_dict(cls, values, where=cls.WHERE)  # type: ignore[attr-defined]
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(_Settings):
     """The ``pretrain`` settings of the workflow config (``workflow/schemas``); lengths are in tokens (bases)."""
 
     seq_len: int = 1024
@@ -74,22 +85,21 @@ class PretrainConfig:
     num_workers: int = 0
     threads: int | None = None
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> PretrainConfig:
-        return config_from_dict(cls, values, where="pretrain config")
-
     @property
     def tokens_per_step(self) -> int:
         """The global batch in tokens, the same in every stage of the sequence-length warm-up."""
         return self.batch_size * self.seq_len
 
+    WHERE: ClassVar[str] = "pretrain config"
+    CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "export": ("final", "best"),
+        "precision": PRECISIONS,
+        "objective": ("auto", "causal", "masked"),
+    }
+
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)  # type: ignore[assignment]  # YAML gives a list
-        _check_choices(
-            "pretrain",
-            self,
-            {"export": ("final", "best"), "precision": PRECISIONS, "objective": ("auto", "causal", "masked")},
-        )
+        super().__post_init__()
         for name in (
             "seq_len",
             "batch_size",
@@ -128,7 +138,7 @@ class PretrainConfig:
 
 
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(_Settings):
     """The fine-tuning settings of one run, layered as ``finetune.settings`` < ``benchmarks.<b>.finetune`` <
     ``finetune.models.<m>.settings`` (:func:`longdna.config.finetune_settings`)."""
 
@@ -165,27 +175,19 @@ class FinetuneConfig:
     threads: int | None = None
     save_model: bool = False  # write the fine-tuned classifier (model.safetensors, model.json) into the run
 
-    def __post_init__(self) -> None:
-        _check_choices(
-            "finetune settings",
-            self,
-            {
-                "pooling": POOLINGS,
-                "init": ("pretrained", "scratch"),
-                "head_init": ("random", "probe"),
-                "keep": ("start", "end", "center"),
-                "padding_side": ("auto", "left", "right"),
-                "precision": PRECISIONS,
-            },
-        )
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> FinetuneConfig:
-        return config_from_dict(cls, values, where="finetune settings")
+    WHERE: ClassVar[str] = "finetune settings"
+    CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "pooling": POOLINGS,
+        "init": ("pretrained", "scratch"),
+        "head_init": ("random", "probe"),
+        "keep": ("start", "end", "center"),
+        "padding_side": ("auto", "left", "right"),
+        "precision": PRECISIONS,
+    }
 
 
 @dataclass
-class VariantEffectConfig:
+class VariantEffectConfig(_Settings):
     """A variant benchmark's ``variant_effect`` settings (:mod:`longdna.eval.variant_effect`)."""
 
     window: int = 1536  # bp centred on the variant averaged into the embedding
@@ -198,12 +200,8 @@ class VariantEffectConfig:
     precision: str = "auto"  # auto (bf16 on CUDA) | fp32 | bf16
     threads: int | None = None
 
-    def __post_init__(self) -> None:
-        _check_choices("variant_effect settings", self, {"precision": PRECISIONS})
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> VariantEffectConfig:
-        return config_from_dict(cls, values, where="variant_effect settings")
+    WHERE: ClassVar[str] = "variant_effect settings"
+    CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {"precision": PRECISIONS}
 
 
 #: how :mod:`longdna.eval.extrapolation` pools a longer input (see its docstring)
@@ -211,7 +209,7 @@ EXTRAPOLATION_POOLINGS = ("window", "full")
 
 
 @dataclass
-class ExtrapolationConfig:
+class ExtrapolationConfig(_Settings):
     """The ``extrapolation`` settings (:mod:`longdna.eval.extrapolation`)."""
 
     multiples: list[float] = field(default_factory=lambda: [1, 2, 4, 8, 10])
@@ -223,12 +221,8 @@ class ExtrapolationConfig:
     precision: str = "auto"  # auto (bf16 on CUDA) | fp32 | bf16
     threads: int | None = None
 
-    def __post_init__(self) -> None:
-        _check_choices("extrapolation settings", self, {"pooling": EXTRAPOLATION_POOLINGS, "precision": PRECISIONS})
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ExtrapolationConfig:
-        return config_from_dict(cls, values, where="extrapolation settings")
+    WHERE: ClassVar[str] = "extrapolation settings"
+    CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {"pooling": EXTRAPOLATION_POOLINGS, "precision": PRECISIONS}
 
 
 #: what scoring a VCF does with a record whose REF disagrees with the genome
@@ -236,7 +230,7 @@ ON_REF_MISMATCH = ("error", "flag")
 
 
 @dataclass
-class VariantScoringConfig:
+class VariantScoringConfig(_Settings):
     """The ``variants.settings`` of VCF scoring (:mod:`longdna.eval.variant_scoring`, ``longdna score``)."""
 
     window: int | None = None  # bp of each window; None: the model's pretraining seq_len
@@ -249,18 +243,17 @@ class VariantScoringConfig:
     precision: str = "fp32"  # fp32 | bf16 | auto (bf16 on CUDA)
     threads: int | None = None
 
+    WHERE: ClassVar[str] = "variant scoring settings"
+    CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {"on_ref_mismatch": ON_REF_MISMATCH, "precision": PRECISIONS}
+
     def __post_init__(self) -> None:
-        _check_choices("variant scoring settings", self, {"on_ref_mismatch": ON_REF_MISMATCH, "precision": PRECISIONS})
+        super().__post_init__()
         if self.window is not None and self.window < 2:
             raise ValueError(f"variant scoring settings: window must be at least 2 bp, not {self.window}")
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> VariantScoringConfig:
-        return config_from_dict(cls, values, where="variant scoring settings")
-
 
 @dataclass
-class EmbeddingConfig:
+class EmbeddingConfig(_Settings):
     """The options of ``longdna embed`` (:mod:`longdna.eval.embeddings`)."""
 
     pooling: str | None = None  # mean | max | last | first; None: the fine-tuned run's, else mean
@@ -270,5 +263,5 @@ class EmbeddingConfig:
     precision: str = "auto"  # auto (bf16 on CUDA) | fp32 | bf16
     threads: int | None = None
 
-    def __post_init__(self) -> None:
-        _check_choices("embedding options", self, {"pooling": (None, *POOLINGS), "precision": PRECISIONS})
+    WHERE: ClassVar[str] = "embedding options"
+    CHOICES: ClassVar[dict[str, tuple[Any, ...]]] = {"pooling": (None, *POOLINGS), "precision": PRECISIONS}
