@@ -69,6 +69,24 @@ def test_rc_conjoined_classifier_is_strand_invariant() -> None:
     assert torch.allclose(forward, reverse, atol=1e-6)
 
 
+def test_post_hoc_conjoining_scores_one_strand_in_training_and_both_in_inference() -> None:
+    torch.manual_seed(0)
+    backbone = build_model("hyenadna", **TINY)
+    one_strand = SequenceClassifier(backbone, 3, pooling="mean")
+    post_hoc = SequenceClassifier(backbone, 3, pooling="mean", rc_conjoin=True, conjoin_in_training=False)
+    post_hoc.score.load_state_dict(one_strand.score.state_dict())
+    ids, mask = pad_batch([np.array([7, 8, 9, 10, 8]), np.array([9, 9, 7])], "left")
+    rc_ids = reverse_complement_padded(ids, mask)
+    with torch.no_grad():
+        assert torch.allclose(post_hoc.train()(ids, mask), one_strand.train()(ids, mask))
+        post_hoc.eval()
+        one_strand.eval()
+        both = (one_strand(ids, mask) + one_strand(rc_ids, mask)) / 2
+        assert not torch.allclose(both, one_strand(ids, mask), atol=1e-4)  # the strands score differently
+        assert torch.allclose(post_hoc(ids, mask), both, atol=1e-6)
+        assert torch.allclose(post_hoc(rc_ids, mask), both, atol=1e-6)
+
+
 def write_toy_benchmark(directory: Path, task: str, n: int = 160, length: int = 48) -> None:
     """A learnable toy: the label is carried by the base composition of the sequence."""
     rng = np.random.default_rng(0)
@@ -279,9 +297,13 @@ def test_adapt_phase_trains_the_language_model_before_the_head(tmp_path: Path, a
     assert summary["best_epoch"] == 1 and summary["epochs_run"] == 1
 
 
-def test_max_steps_caps_each_phase(tmp_path: Path, pretrained: Path) -> None:
+# 48 bp rows in batches of 16: 768 bases a step; each cap allows 7 steps (the smaller of two holds)
+@pytest.mark.parametrize(
+    "cap", [dict(max_steps=7), dict(max_tokens=7 * 768 + 700), dict(max_steps=7, max_tokens=100 * 768)]
+)
+def test_step_and_token_caps_cap_each_phase(tmp_path: Path, pretrained: Path, cap: dict[str, int]) -> None:
     write_toy_benchmark(tmp_path / "bench", "classification", n=96)  # 72 train rows: 65 after validation, 5 batches
-    config = FinetuneConfig(epochs=3, adapt_epochs=2, batch_size=16, max_steps=7)
+    config = FinetuneConfig(epochs=3, adapt_epochs=2, batch_size=16, **cap)
     summary = finetune(tmp_path / "bench", tmp_path / "run", config, seed=1, backbone_dir=pretrained, progress=False)
     history = pd.read_csv(tmp_path / "run/history.csv")
     assert history["phase"].tolist() == ["adapt", "adapt", "finetune", "finetune"]  # 5 + 2 steps, each phase

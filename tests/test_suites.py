@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -711,6 +712,24 @@ def test_fine_tuning_resources_come_from_the_prepared_benchmark(tmp_path: Path) 
     del older["sizes"]
     info.write_text(json.dumps(older))  # a benchmark prepared before sizes were recorded: the guess again
     assert estimates.benchmark_size(spec, prepared=info) == estimates.SUITE_SIZES["user"]
+
+
+def test_fine_tuning_estimate_counts_the_steps_the_run_takes() -> None:
+    """Both phases count, each capped as the run caps it (FinetuneConfig.phase_steps): adaptation epochs add
+    compute, and a step or base cap bounds it however many sequences there are."""
+    arch, shape = "caduceus", {"d_model": 128, "n_layer": 2}
+
+    def seconds(length: int, examples: int, **settings: Any) -> int:
+        return estimates.finetune_resources(arch, shape, {"batch_size": 32, **settings}, length, examples)["seconds"]
+
+    plain = seconds(100, 3200, epochs=10)
+    assert seconds(100, 3200, epochs=10, adapt_epochs=5) == pytest.approx(1.5 * plain, rel=0.01)
+    assert seconds(100, 3200, epochs=10, max_steps=500) == pytest.approx(plain / 2, rel=0.01)
+    assert seconds(100, 320_000, epochs=10, max_steps=500) == pytest.approx(plain / 2, rel=0.01)
+    # a base cap: the same compute budget at 500 bp as at 100 bp (the cost per base is higher at 500)
+    capped = {"epochs": 10, "max_tokens": 32 * 100 * 500}
+    long_per_base = seconds(500, 3200, epochs=10) / seconds(100, 3200 * 5, epochs=10)
+    assert seconds(500, 3200, **capped) == pytest.approx(long_per_base * seconds(100, 3200, **capped), rel=0.01)
 
 
 @pytest.mark.slow

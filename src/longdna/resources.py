@@ -133,20 +133,18 @@ def finetune_resources(
     estimate, which orders jobs) of one fine-tuning (or scoring) job on ``examples`` sequences of ``length``."""
     config = FinetuneConfig.from_dict(dict(settings))
     batch = config.batch_size
-    # a probe head costs one forward pass over the data, a third of a training epoch
-    epochs = config.epochs + (1 / 3 if config.head_init == "probe" else 0)
+    # the steps of both training phases as the run caps them; a probe head costs one forward pass over the
+    # data, a third of a training epoch
+    steps = config.phase_steps(config.adapt_epochs, examples, length) + config.phase_steps(
+        config.epochs, examples, length
+    )
+    trained_bases = steps * batch * length + (examples * length / 3 if config.head_init == "probe" else 0)
     d_model, n_layer = model_shape(arch, arch_config)
     params = approx_parameters(arch, arch_config)
     per_process = (BASE_MB_GPU if gpus else BASE_MB_CPU) + 16 * params / 1e6 + 4 * examples * length / 1e6
     if not gpus:
         per_process += batch * length * ACTIVATION_BYTES.get(arch, 300) * d_model * n_layer / 1e6
-    seconds = (
-        epochs
-        * examples
-        * length
-        * flops_per_token(arch, arch_config, length)
-        / throughput(arch, min(gpus, 1), threads)
-    )
+    seconds = trained_bases * flops_per_token(arch, arch_config, length) / throughput(arch, min(gpus, 1), threads)
     return {
         "mem_mb": _round_mb(per_process + 500),
         "runtime": _minutes(seconds + 60),

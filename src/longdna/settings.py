@@ -15,6 +15,7 @@ resources (:mod:`longdna.resources`) from these classes where neither torch nor 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -163,10 +164,12 @@ class FinetuneConfig(_Settings):
     backbone_overrides: dict[str, Any] | None = None  # e.g. dropout settings for fine-tuning
     rc_augment: float = 0.0  # probability of reverse-complementing a training sequence
     rc_conjoin: bool = False  # average scores over both strands (train and test)
+    rc_conjoin_train: bool = True  # false: rc_conjoin at inference only (Caduceus-PH's post-hoc conjoining)
     valid_fraction: float = 0.1
     kfold: int | None = None  # k-fold: the seed picks the validation fold of train
     early_stopping_patience: int | None = None
     max_steps: int | None = None  # at most this many optimizer steps in each training phase (adapt, finetune)
+    max_tokens: int | None = None  # at most the steps that see this many training bases in each phase
     selection_metric: str | None = None  # default: the benchmark's reported metric
     max_length: int | None = None
     keep: str = "center"  # start | end | center
@@ -184,6 +187,18 @@ class FinetuneConfig(_Settings):
         "padding_side": ("auto", "left", "right"),
         "precision": PRECISIONS,
     }
+
+    def phase_steps(self, epochs: int, rows: int, mean_length: float) -> int:
+        """Optimizer steps of a training phase (adapt or fine-tuning) of ``epochs`` over ``rows`` training
+        sequences of ``mean_length`` bases, capped at ``max_steps`` and at the steps that see ``max_tokens``
+        bases. Compute per step grows with sequence length: a base cap gives a phase about the same cost on
+        500 bp sequences as on 100 bp ones, where a step cap gives it five times as much."""
+        caps = [epochs * math.ceil(rows / self.batch_size)]
+        if self.max_steps:
+            caps.append(self.max_steps)
+        if self.max_tokens:
+            caps.append(max(1, math.floor(self.max_tokens / (self.batch_size * mean_length))))
+        return min(caps)
 
 
 @dataclass

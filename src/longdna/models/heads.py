@@ -29,8 +29,10 @@ class SequenceClassifier(nn.Module):
 
     ``num_outputs`` is the number of classes (or 1 for regression, k for k-label tasks). With
     ``freeze_backbone`` only the linear head trains (a linear probe). With ``rc_conjoin`` the scores are
-    averaged over the sequence and its reverse complement (Caduceus' post-hoc conjoining), in training and
-    inference, which makes the classifier reverse-complement invariant.
+    averaged over the sequence and its reverse complement, which makes the classifier reverse-complement
+    invariant: in training and inference, or with ``conjoin_in_training=False`` in inference (eval mode) only,
+    Caduceus-PH's post-hoc conjoining (train on one strand per example, with reverse-complement augmentation,
+    at half the cost; score both).
     """
 
     def __init__(
@@ -42,6 +44,7 @@ class SequenceClassifier(nn.Module):
         freeze_backbone: bool = False,
         rc_conjoin: bool = False,
         segments: int = SEGMENTS,
+        conjoin_in_training: bool = True,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -50,6 +53,7 @@ class SequenceClassifier(nn.Module):
         self.pooling = pooling
         self.segments = segments
         self.rc_conjoin = rc_conjoin
+        self.conjoin_in_training = conjoin_in_training
         self.freeze_backbone = freeze_backbone
         self.dropout = nn.Dropout(dropout)
         self.score = nn.Linear(self.feature_size, num_outputs)
@@ -75,7 +79,7 @@ class SequenceClassifier(nn.Module):
         """(views, B, feature_size): the sequence's features, and with ``rc_conjoin`` its reverse complement's;
         the scores are the mean of the views' scores."""
         views = [self.features(input_ids, mask)]
-        if self.rc_conjoin:
+        if self.rc_conjoin and (self.conjoin_in_training or not self.training):
             if mask is None:
                 mask = torch.ones_like(input_ids, dtype=torch.bool)
             views.append(self.features(reverse_complement_padded(input_ids, mask), mask))

@@ -121,6 +121,7 @@ def build_classifier(
         freeze_backbone=config.freeze_backbone,
         rc_conjoin=config.rc_conjoin,
         segments=config.pool_segments,
+        conjoin_in_training=config.rc_conjoin_train,
     )
 
 
@@ -432,16 +433,18 @@ class Finetuner:
                 self.progress.line(f"early stopping: no better validation {self.selection} for {since_best} epochs")
                 break
             if step >= total:
-                self.progress.line(f"max_steps {config.max_steps} reached")
+                self.progress.line(
+                    f"step cap reached ({total} steps: max_steps {config.max_steps}, max_tokens {config.max_tokens})"
+                )
                 break
         model.load_state_dict(best_state)
         return self._write(best_epoch)
 
     def phase_steps(self, epochs: int) -> int:
-        """Optimizer steps of a phase of ``epochs`` over the training split, capped at ``max_steps`` (the
-        learning-rate schedule spans the capped length; the last epoch may be partial)."""
-        steps = epochs * math.ceil(self.rows["train"].size / self.config.batch_size)
-        return min(steps, self.config.max_steps) if self.config.max_steps else steps
+        """Optimizer steps of a phase of ``epochs`` over the training split (:meth:`FinetuneConfig.phase_steps`;
+        the learning-rate schedule spans the capped length; the last epoch may be partial)."""
+        train = self.rows["train"]
+        return self.config.phase_steps(epochs, train.size, self.lengths[train].mean())
 
     def _optimizer_step(
         self, optimizer: torch.optim.Optimizer, loss: Tensor, lr_factor: float, lr: float, module: torch.nn.Module
