@@ -163,7 +163,7 @@ class FinetuneConfig(_Settings):
     mask_probability: float = 0.15  # masked-LM selection rate of adapt epochs for bidirectional backbones
     backbone_overrides: dict[str, Any] | None = None  # e.g. dropout settings for fine-tuning
     rc_augment: float = 0.0  # probability of reverse-complementing a training sequence
-    rc_conjoin: bool = False  # average scores over both strands (train and test)
+    rc_conjoin: bool = False  # average scores over both strands (train and test; see rc_conjoin_train)
     rc_conjoin_train: bool = True  # false: rc_conjoin at inference only (Caduceus-PH's post-hoc conjoining)
     valid_fraction: float = 0.1
     kfold: int | None = None  # k-fold: the seed picks the validation fold of train
